@@ -34,7 +34,7 @@ const char* LevelName(LogLevel level) {
 void SetLogLevel(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
 LogLevel GetLogLevel() { return g_level.load(std::memory_order_relaxed); }
 
-bool ParseLogLevel(std::string_view text, LogLevel* level) {
+bool ParseLogLevel(absl::string_view text, LogLevel* level) {
   const std::string lower = absl::AsciiStrToLower(text);
   if (lower == "error") {
     *level = LogLevel::kError;
@@ -50,7 +50,7 @@ bool ParseLogLevel(std::string_view text, LogLevel* level) {
   return true;
 }
 
-void LogLine(LogLevel level, std::string_view message) {
+void LogLine(LogLevel level, absl::string_view message) {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   tm parts;
@@ -60,7 +60,7 @@ void LogLine(LogLevel level, std::string_view message) {
                          parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
                          parts.tm_min, parts.tm_sec, ts.tv_nsec / 1000000, LevelName(level));
   std::string line(prefix, n > 0 ? static_cast<size_t>(n) : 0);
-  line.append(message);
+  line.append(message.data(), message.size());
   line.push_back('\n');
   // One write per line so lines from different threads never interleave.
   [[maybe_unused]] ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());

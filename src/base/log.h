@@ -10,7 +10,7 @@
 #define DOTPROXY_BASE_LOG_H_
 
 #include <cstdint>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/strings/str_format.h"
 
@@ -21,8 +21,8 @@ enum class LogLevel : uint8_t { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
 void SetLogLevel(LogLevel level);
 LogLevel GetLogLevel();
 // Parses error|warn|info|debug, case-insensitively. Returns false for anything else.
-bool ParseLogLevel(std::string_view text, LogLevel* level);
-void LogLine(LogLevel level, std::string_view message);
+bool ParseLogLevel(absl::string_view text, LogLevel* level);
+void LogLine(LogLevel level, absl::string_view message);
 // Returns true at most once per `seconds` for the given call-site state.
 bool RateLimitAllows(int64_t* last_ns, int seconds);
 

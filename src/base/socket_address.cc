@@ -9,13 +9,13 @@
 
 namespace dotproxy::base {
 
-absl::Status SocketAddress::SplitHostPort(std::string_view text, std::string* host,
+absl::Status SocketAddress::SplitHostPort(absl::string_view text, std::string* host,
                                           uint16_t* port, bool allow_zero_port) {
-  std::string_view host_part;
-  std::string_view port_part;
+  absl::string_view host_part;
+  absl::string_view port_part;
   if (!text.empty() && text.front() == '[') {
     const size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+    if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
       return absl::InvalidArgumentError(
           absl::StrCat("expected [ipv6]:port, got \"", text, "\""));
     }
@@ -23,12 +23,12 @@ absl::Status SocketAddress::SplitHostPort(std::string_view text, std::string* ho
     port_part = text.substr(close + 2);
   } else {
     const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
+    if (colon == absl::string_view::npos) {
       return absl::InvalidArgumentError(absl::StrCat("expected host:port, got \"", text, "\""));
     }
     host_part = text.substr(0, colon);
     port_part = text.substr(colon + 1);
-    if (host_part.find(':') != std::string_view::npos) {
+    if (host_part.find(':') != absl::string_view::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat("IPv6 address must be bracketed as [addr]:port, got \"", text, "\""));
     }
@@ -39,7 +39,7 @@ absl::Status SocketAddress::SplitHostPort(std::string_view text, std::string* ho
   uint32_t port_value = 0;
   if (port_part.empty() || !absl::SimpleAtoi(port_part, &port_value) || port_value > 65535 ||
       (port_value == 0 && !allow_zero_port) || port_part.find_first_not_of("0123456789") !=
-      std::string_view::npos) {
+      absl::string_view::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("port must be in 1..65535, got \"", port_part, "\""));
   }
@@ -48,7 +48,7 @@ absl::Status SocketAddress::SplitHostPort(std::string_view text, std::string* ho
   return absl::OkStatus();
 }
 
-absl::StatusOr<SocketAddress> SocketAddress::Parse(std::string_view text) {
+absl::StatusOr<SocketAddress> SocketAddress::Parse(absl::string_view text) {
   std::string host;
   uint16_t port = 0;
   absl::Status status = SplitHostPort(text, &host, &port, /*allow_zero_port=*/true);

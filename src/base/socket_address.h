@@ -4,7 +4,7 @@
 // can be copied into per-query records and passed to io_uring as-is.
 //
 //   auto addr = SocketAddress::Parse("[::1]:53");   // or "127.0.0.1:53"
-//   bind(fd, addr->sockaddr(), addr->length());
+//   bind(fd, addr->raw(), addr->length());
 #ifndef DOTPROXY_BASE_SOCKET_ADDRESS_H_
 #define DOTPROXY_BASE_SOCKET_ADDRESS_H_
 
@@ -13,7 +13,7 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 
@@ -24,16 +24,16 @@ class SocketAddress {
   SocketAddress() = default;
 
   // Parses "a.b.c.d:port" or "[v6]:port" (numeric only; port 0..65535).
-  static absl::StatusOr<SocketAddress> Parse(std::string_view text);
+  static absl::StatusOr<SocketAddress> Parse(absl::string_view text);
   // Splits "host:port" / "[v6]:port" into host and port without resolving. Port must be 1..65535
   // unless allow_zero_port.
-  static absl::Status SplitHostPort(std::string_view text, std::string* host, uint16_t* port,
+  static absl::Status SplitHostPort(absl::string_view text, std::string* host, uint16_t* port,
                                     bool allow_zero_port = false);
   // Copies from a kernel-provided sockaddr (AF_INET or AF_INET6); length is trusted to be enough.
   static SocketAddress FromSockaddr(const sockaddr* sa, socklen_t length);
 
-  const sockaddr* sockaddr() const { return reinterpret_cast<const struct sockaddr*>(&storage_); }
-  struct sockaddr* mutable_sockaddr() { return reinterpret_cast<struct sockaddr*>(&storage_); }
+  const struct sockaddr* raw() const { return reinterpret_cast<const struct sockaddr*>(&storage_); }
+  struct sockaddr* mutable_raw() { return reinterpret_cast<struct sockaddr*>(&storage_); }
   socklen_t length() const {
     return family() == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
   }

@@ -1,8 +1,9 @@
 // File: config/config.h
 //
-// The whole configuration as plain structs. Defaults are the member initialisers; config.example.yaml
-// documents the same values and tests/config/load_config_test.cc checks that they agree. Immutable
-// after start-up, passed by const&. Keys and spellings follow the seed dotproxy (BEHAVIOUR.md §3).
+// The whole configuration as plain structs. Defaults are the member initialisers;
+// config.example.yaml documents the same values and tests/config/load_config_test.cc checks that
+// they agree. Immutable after start-up, passed by const&. Keys and spellings follow the seed
+// dotproxy (BEHAVIOUR.md §3).
 #ifndef DOTPROXY_CONFIG_CONFIG_H_
 #define DOTPROXY_CONFIG_CONFIG_H_
 
@@ -33,9 +34,9 @@ enum class Policy : uint8_t {
 };
 
 struct StatsdConfig {
-  bool enabled = false;           // true when metrics.statsd is present
-  base::SocketAddress addr;       // from "host:port" or "udp://host:port"
-  double sample_rate = 1.0;       // 0..1; timers are really sampled at this rate
+  bool enabled = false;      // true when metrics.statsd is present
+  base::SocketAddress addr;  // from "host:port" or "udp://host:port"
+  double sample_rate = 1.0;  // 0..1; timers are really sampled at this rate
 };
 
 struct MetricsConfig {
@@ -47,19 +48,19 @@ struct ApplicationConfig {
 };
 
 struct TcpListenerConfig {
-  bool enabled = false;                          // true when listener.tcp is present
+  bool enabled = false;  // true when listener.tcp is present
   base::SocketAddress addr;
   absl::Duration read_timeout = absl::Seconds(10);  // idle timeout between client queries
   absl::Duration write_timeout = absl::Seconds(10);
-  uint32_t max_connections = 1024;               // per shard; idle connections are shed first
-  uint32_t max_inflight_per_connection = 128;    // back-pressure: stop reading above this
+  uint32_t max_connections = 1024;             // per shard; idle connections are shed first
+  uint32_t max_inflight_per_connection = 128;  // back-pressure: stop reading above this
 };
 
 struct UdpListenerConfig {
-  base::SocketAddress addr;                      // required
+  base::SocketAddress addr;                             // required
   absl::Duration read_timeout = absl::ZeroDuration();   // accepted; no effect (seed B11)
   absl::Duration write_timeout = absl::ZeroDuration();  // accepted; no effect on UDP sends
-  int64_t max_concurrent_connections = 0;        // accepted, warned: no effect
+  int64_t max_concurrent_connections = 0;               // accepted, warned: no effect
 };
 
 struct ListenerConfig {
@@ -68,24 +69,24 @@ struct ListenerConfig {
 };
 
 struct ServerConfig {
-  std::string addr_text;             // as written, for messages and metric tags
-  base::SocketAddress addr;          // resolved at start-up
-  std::string server_name;           // SNI and certificate name (a DNS name or an IP literal)
+  std::string addr_text;              // as written, for messages and metric tags
+  base::SocketAddress addr;           // resolved at start-up
+  std::string server_name;            // SNI and certificate name (a DNS name or an IP literal)
   uint32_t connection_pool_size = 2;  // total over all shards; each shard gets >= 1
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration handshake_timeout = absl::Seconds(2);
   absl::Duration read_timeout = absl::Milliseconds(1500);  // per attempt; then retry elsewhere
   absl::Duration write_timeout = absl::Seconds(2);
   absl::Duration stale_timeout = absl::Seconds(8);  // close idle connections before the server does
-  std::string ca_file;               // empty: default verify paths (SSL_CERT_FILE / SSL_CERT_DIR)
-  uint32_t max_inflight = 128;       // pipelined queries per connection
+  std::string ca_file;          // empty: default verify paths (SSL_CERT_FILE / SSL_CERT_DIR)
+  uint32_t max_inflight = 128;  // pipelined queries per connection
 };
 
 struct UpstreamConfig {
   Policy load_balancing_policy = Policy::kRoundRobin;
-  uint32_t max_connection_retries = 2;             // 0 = no retries
+  uint32_t max_connection_retries = 2;              // 0 = no retries
   absl::Duration query_timeout = absl::Seconds(3);  // overall deadline per client query
-  std::vector<ServerConfig> servers;               // at least one
+  std::vector<ServerConfig> servers;                // at least one
 };
 
 struct ServerSection {

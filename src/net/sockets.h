@@ -1,0 +1,33 @@
+// File: net/sockets.h
+//
+// Socket set-up for the shards: SO_REUSEPORT UDP sockets and TCP listeners (one of each per
+// shard on the same address), upstream TCP sockets, and the options every data-path socket
+// gets. Set-up only: these make system calls and return Status.
+#ifndef DOTPROXY_NET_SOCKETS_H_
+#define DOTPROXY_NET_SOCKETS_H_
+
+#include "absl/status/statusor.h"
+#include "base/socket_address.h"
+#include "base/unique_fd.h"
+
+namespace dotproxy::net {
+
+// A UDP socket bound to `addr` with SO_REUSEPORT, and IP_PKTINFO / IPV6_RECVPKTINFO so replies
+// can leave from the address each query was sent to. Large buffers for bursts.
+absl::StatusOr<base::UniqueFd> CreateUdpSocket(const base::SocketAddress& addr);
+
+// A TCP listener bound to `addr` with SO_REUSEPORT and TCP_NODELAY inherited by accepted sockets.
+absl::StatusOr<base::UniqueFd> CreateTcpListener(const base::SocketAddress& addr, int backlog);
+
+// A non-blocking TCP socket for connecting to `remote`, with TCP_NODELAY.
+absl::StatusOr<base::UniqueFd> CreateTcpClientSocket(const base::SocketAddress& remote);
+
+// TCP_NODELAY on an accepted socket: a response must never wait for Nagle and delayed ACKs.
+void SetNoDelay(int fd);
+
+// The port a socket is bound to (for logs when the config asked for port 0).
+uint16_t LocalPort(int fd);
+
+}  // namespace dotproxy::net
+
+#endif  // DOTPROXY_NET_SOCKETS_H_

@@ -1,0 +1,702 @@
+// The forwarding core: query slots, server choice, and the pipelined DoT connections to the
+// upstream servers (connect, TLS over a custom BIO, ID rewriting, response matching, retries).
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/log.h"
+#include "dns/header.h"
+#include "net/sockets.h"
+#include "proxy/shard.h"
+
+namespace dotproxy::proxy {
+namespace {
+
+constexpr size_t kUpstreamRecvSize = 16 * 1024;
+constexpr size_t kKeepCapacity = 16 * 1024;
+// Attempts that time out on one connection, with no response in between, before it is treated
+// as half-dead (a NAT dropped its state, say) and replaced.
+constexpr uint32_t kMaxTimeoutsWithoutReply = 3;
+// A connection that dies sooner than this after its handshake counts as a failure, so a server
+// that accepts and then drops every connection is backed off instead of hammered.
+constexpr int64_t kMinHealthyLifetimeMs = 1000;
+constexpr int64_t kReconnectBaseMs = 100;
+constexpr int64_t kReconnectCapMs = 10'000;
+
+int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
+void ReleaseIfLarge(std::vector<uint8_t>& v) {
+  if (v.capacity() > kKeepCapacity) {
+    std::vector<uint8_t>().swap(v);
+  }
+}
+
+}  // namespace
+
+// ---- Query slots ----------------------------------------------------------------------------
+
+int32_t Shard::AcquireQuerySlot() {
+  if (free_slots_.empty()) {
+    return -1;
+  }
+  const uint32_t si = free_slots_.back();
+  free_slots_.pop_back();
+  QuerySlot& slot = slots_[si];
+  slot.state = QuerySlot::State::kWaiting;
+  slot.attempts = 0;
+  slot.is_on_upstream = false;
+  slot.last_server = -1;
+  slot.arrival_ns = 0;
+  slot.deadline_ms = now_ms_ + Millis(config_.upstream.query_timeout);
+  return static_cast<int32_t>(si);
+}
+
+void Shard::ReleaseQuerySlot(uint32_t slot_index) {
+  QuerySlot& slot = slots_[slot_index];
+  timers_.Cancel(&slot.timer);
+  slot.state = QuerySlot::State::kFree;
+  ++slot.generation;
+  ReleaseIfLarge(slot.query);
+  ReleaseIfLarge(slot.reply);
+  free_slots_.push_back(slot_index);
+}
+
+void Shard::Forward(uint32_t slot_index, int exclude_server) {
+  QuerySlot& slot = slots_[slot_index];
+  const int server = pick_(balancer_, server_views_, exclude_server);
+  const int32_t ci = server < 0 ? -1 : PickConnection(static_cast<uint32_t>(server));
+  if (ci < 0) {
+    ++counters_.servfail_no_upstream;
+    FailQuery(slot_index);
+    return;
+  }
+  upstream::Connection& conn = *upstream_conns_[ci];
+  uint16_t id = 0;
+  const bool is_acquired = conn.ids().Acquire(slot_index, &id);
+  DCHECK(is_acquired);
+  (void)is_acquired;
+  if (conn.ids().is_full()) {
+    RefreshServerViews();
+  }
+  // RFC 7858 §3.3 / RFC 7766 §6.2.1.1: pipeline; the rewritten ID tells the answers apart.
+  const size_t offset = conn.plain_pending.size();
+  conn.plain_pending.resize(offset + 2 + slot.query.size());
+  dns::WriteLengthPrefix(conn.plain_pending.data() + offset, slot.query.size());
+  memcpy(conn.plain_pending.data() + offset + 2, slot.query.data(), slot.query.size());
+  dns::SetId(conn.plain_pending.data() + offset + 2, id);
+  slot.is_on_upstream = true;
+  slot.upstream_conn = static_cast<uint32_t>(ci);
+  slot.upstream_id = id;
+  slot.last_server = server;
+  ++slot.attempts;
+  ++servers_[server].outstanding;
+  server_views_[server].outstanding = servers_[server].outstanding;
+  conn.last_used_ms = now_ms_;
+  if (conn.state == upstream::Connection::State::kReady) {
+    MarkUpstreamDirty(static_cast<uint32_t>(ci));
+  }
+  int64_t expiry = slot.deadline_ms;
+  const int64_t attempt = Millis(servers_[server].config->read_timeout);
+  if (attempt > 0) {
+    expiry = std::min(expiry, now_ms_ + attempt);
+  }
+  timers_.Schedule(&slot.timer, expiry);
+}
+
+void Shard::DetachFromUpstream(uint32_t slot_index) {
+  QuerySlot& slot = slots_[slot_index];
+  if (!slot.is_on_upstream) {
+    return;
+  }
+  upstream::Connection& conn = *upstream_conns_[slot.upstream_conn];
+  const bool was_full = conn.ids().is_full();
+  conn.ids().Release(slot.upstream_id);
+  Server& server = servers_[conn.server()];
+  --server.outstanding;
+  server_views_[conn.server()].outstanding = server.outstanding;
+  slot.is_on_upstream = false;
+  if (was_full) {
+    RefreshServerViews();
+  }
+}
+
+void Shard::CompleteQuery(uint32_t slot_index, const uint8_t* response, size_t len) {
+  ++counters_.responses;
+  Reply(slot_index, response, len);
+}
+
+void Shard::Reply(uint32_t slot_index, const uint8_t* response, size_t len) {
+  FinishQuery(slot_index);
+  QuerySlot& slot = slots_[slot_index];
+  if (slot.client_kind == ClientKind::kTcp) {
+    const TcpClient& c = tcp_clients_[slot.tcp_index];
+    if (c.state == TcpClient::State::kOpen && c.generation == slot.tcp_generation) {
+      QueueTcpResponse(slot.tcp_index, response, len, slot.info.id);
+    } else {
+      ++counters_.client_gone;
+    }
+    ReleaseQuerySlot(slot_index);
+    return;
+  }
+  // RFC 1035 §4.2.1 / RFC 6891 §7: never more than the client can take over UDP; send TC=1 so
+  // it retries over TCP (RFC 7766 §5).
+  if (len > dns::ClientUdpLimit(slot.info)) {
+    ++counters_.truncated;
+    slot.reply.resize(dns::kMinUdpPayload);
+    const size_t n = dns::BuildTruncatedResponse(response, len, slot.query.data(), slot.info,
+                                                 slot.reply.data(), slot.reply.size());
+    slot.reply.resize(n);
+  } else {
+    slot.reply.assign(response, response + len);
+  }
+  if (slot.reply.size() < dns::kHeaderSize) {
+    ReleaseQuerySlot(slot_index);
+    return;
+  }
+  dns::SetId(slot.reply.data(), slot.info.id);
+  SendUdpReply(slot_index);
+}
+
+void Shard::FailQuery(uint32_t slot_index) {
+  QuerySlot& slot = slots_[slot_index];
+  DetachFromUpstream(slot_index);
+  const size_t n = dns::BuildServfail(slot.query.data(), slot.info, scratch_.data(),
+                                      scratch_.size());
+  Reply(slot_index, scratch_.data(), n);
+}
+
+void Shard::FinishQuery(uint32_t slot_index) {
+  QuerySlot& slot = slots_[slot_index];
+  timers_.Cancel(&slot.timer);
+  DetachFromUpstream(slot_index);
+}
+
+void Shard::OnQueryTimer(uint32_t slot_index) {
+  QuerySlot& slot = slots_[slot_index];
+  if (slot.state != QuerySlot::State::kWaiting) {
+    return;
+  }
+  if (now_ms_ >= slot.deadline_ms) {
+    ++counters_.servfail_timeout;
+    FailQuery(slot_index);
+    return;
+  }
+  // This attempt took longer than the server's read_timeout.
+  if (slot.is_on_upstream) {
+    upstream::Connection& conn = *upstream_conns_[slot.upstream_conn];
+    ++conn.timeouts_without_reply;
+    if (slot.attempts <= config_.upstream.max_connection_retries) {
+      const int server = slot.last_server;
+      DetachFromUpstream(slot_index);
+      ++counters_.upstream_retries;
+      if (conn.timeouts_without_reply >= kMaxTimeoutsWithoutReply) {
+        FailConnection(conn.index(), "no response to several queries");
+      }
+      Forward(slot_index, server);
+      return;
+    }
+  }
+  timers_.Schedule(&slot.timer, slot.deadline_ms);
+}
+
+// ---- Upstream connections -------------------------------------------------------------------
+
+absl::Status Shard::InitUpstreams() {
+  pick_ = upstream::PolicyFunction(config_.upstream.load_balancing_policy);
+  servers_.resize(config_.upstream.servers.size());
+  server_views_.resize(servers_.size());
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    const config::ServerConfig& sc = config_.upstream.servers[s];
+    Server& server = servers_[s];
+    server.config = &sc;
+    auto tls = tls::ClientContext::Create({sc.server_name, sc.ca_file});
+    if (!tls.ok()) {
+      return absl::Status(tls.status().code(),
+                          absl::StrCat("upstream ", sc.addr_text, ": ", tls.status().message()));
+    }
+    server.tls = std::move(tls).value();
+    // connection_pool_size is the server's total over all shards; each shard gets at least one.
+    uint32_t share = sc.connection_pool_size / shard_count_ +
+                     (shard_id_ < sc.connection_pool_size % shard_count_ ? 1 : 0);
+    share = std::max<uint32_t>(share, 1);
+    for (uint32_t i = 0; i < share; ++i) {
+      const uint32_t index = static_cast<uint32_t>(upstream_conns_.size());
+      auto conn = std::make_unique<upstream::Connection>(index, s, sc.max_inflight);
+      conn->connect_op = {core::OpKind::kUpstreamConnect, index, 0};
+      conn->recv_op = {core::OpKind::kUpstreamRecv, index, 0};
+      conn->send_op = {core::OpKind::kUpstreamSend, index, 0};
+      conn->timer.owner = conn.get();
+      conn->timer.kind = kTimerUpstream;
+      upstream_conns_.push_back(std::move(conn));
+      server.conns.push_back(index);
+    }
+  }
+  for (Server& server : servers_) {
+    for (uint32_t ci : server.conns) {
+      Connect(ci);
+    }
+  }
+  RefreshServerViews();
+  return absl::OkStatus();
+}
+
+void Shard::RefreshServerViews() {
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    bool is_usable = false;
+    for (uint32_t ci : servers_[s].conns) {
+      if (upstream_conns_[ci]->CanAccept()) {
+        is_usable = true;
+        break;
+      }
+    }
+    server_views_[s].is_usable = is_usable;
+    server_views_[s].outstanding = servers_[s].outstanding;
+  }
+}
+
+int32_t Shard::PickConnection(uint32_t server) {
+  // The ready connection with the fewest queries in flight; else one still being set up (the
+  // query is sent as soon as its handshake completes).
+  int32_t best = -1;
+  bool best_ready = false;
+  uint32_t best_load = UINT32_MAX;
+  for (uint32_t ci : servers_[server].conns) {
+    const upstream::Connection& c = *upstream_conns_[ci];
+    if (!c.CanAccept()) {
+      continue;
+    }
+    const bool is_ready = c.state == upstream::Connection::State::kReady;
+    const uint32_t load = c.ids().in_use();
+    if (best < 0 || (is_ready && !best_ready) || (is_ready == best_ready && load < best_load)) {
+      best = static_cast<int32_t>(ci);
+      best_ready = is_ready;
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+void Shard::MarkUpstreamDirty(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  if (!c.is_dirty) {
+    c.is_dirty = true;
+    dirty_upstreams_.push_back(conn);
+  }
+}
+
+void Shard::Connect(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  const config::ServerConfig& sc = *servers_[c.server()].config;
+  ++c.generation;
+  auto fd = net::CreateTcpClientSocket(sc.addr);
+  if (!fd.ok()) {
+    LOG_EVERY_N_SEC(kError, 1, "upstream %s: %s", sc.addr_text, fd.status().ToString());
+    ++counters_.upstream_connect_failures;
+    ++c.consecutive_failures;
+    ScheduleReconnect(conn, false);
+    return;
+  }
+  c.fd = std::move(fd).value();
+  c.state = upstream::Connection::State::kConnecting;
+  c.connect_op.generation = c.generation;
+  ++counters_.upstream_connects;
+  io_uring_sqe* sqe = ring_->GetSqe(&c.connect_op);
+  io_uring_prep_connect(sqe, c.fd.get(), sc.addr.raw(), sc.addr.length());
+  c.is_connect_pending = true;
+  // The connect deadline is a timer-wheel entry like every other deadline; expiry cancels it.
+  const int64_t timeout = Millis(sc.connect_timeout);
+  if (timeout > 0) {
+    timers_.Schedule(&c.timer, now_ms_ + timeout);
+  } else {
+    timers_.Cancel(&c.timer);
+  }
+}
+
+void Shard::OnUpstreamConnect(uint32_t conn, int res) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  c.is_connect_pending = false;
+  if (c.state != upstream::Connection::State::kConnecting) {
+    MaybeFinishUpstreamClose(conn);
+    return;
+  }
+  if (res < 0) {
+    ++counters_.upstream_connect_failures;
+    FailConnection(conn, strerror(-res));
+    return;
+  }
+  Server& server = servers_[c.server()];
+  c.tls = tls::TlsStream::Create(*server.tls, &c.send_pending);
+  if (c.tls == nullptr) {
+    ++counters_.upstream_handshake_failures;
+    FailConnection(conn, "cannot create a TLS session");
+    return;
+  }
+  c.state = upstream::Connection::State::kHandshaking;
+  c.recv_buf.resize(kUpstreamRecvSize);
+  const int64_t timeout = Millis(server.config->handshake_timeout);
+  if (timeout > 0) {
+    timers_.Schedule(&c.timer, now_ms_ + timeout);
+  } else {
+    timers_.Cancel(&c.timer);
+  }
+  ArmUpstreamRecv(conn);
+  DriveTls(conn);
+}
+
+void Shard::ArmUpstreamRecv(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  c.recv_op.generation = c.generation;
+  io_uring_sqe* sqe = ring_->GetSqe(&c.recv_op);
+  io_uring_prep_recv(sqe, c.fd.get(), c.recv_buf.data(), c.recv_buf.size(), 0);
+  c.is_recv_pending = true;
+}
+
+void Shard::OnUpstreamRecv(uint32_t conn, int res) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  c.is_recv_pending = false;
+  if (c.state != upstream::Connection::State::kHandshaking &&
+      c.state != upstream::Connection::State::kReady) {
+    MaybeFinishUpstreamClose(conn);
+    return;
+  }
+  if (res <= 0) {
+    FailConnection(conn, res == 0 ? "connection closed by the server" : strerror(-res));
+    return;
+  }
+  c.tls->SetInput(c.recv_buf.data(), static_cast<size_t>(res));
+  DriveTls(conn);
+  if (c.state == upstream::Connection::State::kHandshaking ||
+      c.state == upstream::Connection::State::kReady) {
+    ArmUpstreamRecv(conn);
+  }
+}
+
+void Shard::DriveTls(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  if (c.state == upstream::Connection::State::kHandshaking) {
+    const tls::IoResult r = c.tls->Handshake();
+    if (r == tls::IoResult::kDone) {
+      OnUpstreamReady(conn);
+    } else if (r == tls::IoResult::kWantRead) {
+      StartUpstreamSend(conn);
+      return;
+    } else {
+      // Verification failures end here: no query is ever written to this connection.
+      ++counters_.upstream_handshake_failures;
+      StartUpstreamSend(conn);  // flush the alert, best effort
+      FailConnection(conn, c.tls->error().c_str());
+      return;
+    }
+  }
+  while (c.state == upstream::Connection::State::kReady) {
+    size_t n = 0;
+    const tls::IoResult r = c.tls->Read(plaintext_.data(), plaintext_.size(), &n);
+    if (r == tls::IoResult::kWantRead) {
+      break;
+    }
+    if (r == tls::IoResult::kClosed) {
+      FailConnection(conn, "close_notify from the server");
+      return;
+    }
+    if (r == tls::IoResult::kFailed) {
+      FailConnection(conn, c.tls->error().c_str());
+      return;
+    }
+    const dns::FrameResult fr = c.reader.Feed(
+        plaintext_.data(), n,
+        [&](const uint8_t* msg, size_t len) { return OnUpstreamMessage(conn, msg, len); });
+    if (fr == dns::FrameResult::kZeroLength) {
+      FailConnection(conn, "zero-length DNS message");
+      return;
+    }
+  }
+  // TLS may have produced records while reading (alerts, key updates): send them now.
+  StartUpstreamSend(conn);
+}
+
+void Shard::OnUpstreamReady(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  Server& server = servers_[c.server()];
+  c.state = upstream::Connection::State::kReady;
+  c.consecutive_failures = 0;
+  c.timeouts_without_reply = 0;
+  c.ready_since_ms = now_ms_;
+  c.last_used_ms = now_ms_;
+  if (c.tls->session_reused()) {
+    ++counters_.upstream_handshakes_resumed;
+  } else {
+    ++counters_.upstream_handshakes_full;
+  }
+  LOG(kDebug, "upstream %s: connection %u ready (%s handshake)", server.config->addr_text, conn,
+      c.tls->session_reused() ? "resumed" : "full");
+  const int64_t stale = Millis(server.config->stale_timeout);
+  if (stale > 0) {
+    timers_.Schedule(&c.timer, now_ms_ + stale);
+  } else {
+    timers_.Cancel(&c.timer);
+  }
+  if (!c.plain_pending.empty()) {
+    MarkUpstreamDirty(conn);
+  }
+  RefreshServerViews();
+}
+
+bool Shard::OnUpstreamMessage(uint32_t conn, const uint8_t* msg, size_t len) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  uint32_t slot_index = 0;
+  if (len < dns::kHeaderSize || !c.ids().Lookup(dns::GetId(msg), &slot_index)) {
+    ++counters_.upstream_unknown_id;
+    LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: dropped a response with an unknown or stale id",
+                    servers_[c.server()].config->addr_text);
+    return true;
+  }
+  QuerySlot& slot = slots_[slot_index];
+  // RFC 7766 §7: match by ID and question; never hand a client someone else's answer.
+  if (slot.state != QuerySlot::State::kWaiting || !slot.is_on_upstream ||
+      slot.upstream_conn != conn ||
+      !dns::ResponseMatchesQuery(slot.query.data(), slot.info, msg, len)) {
+    ++counters_.upstream_mismatch;
+    LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: dropped a response whose question does not match",
+                    servers_[c.server()].config->addr_text);
+    return true;
+  }
+  c.timeouts_without_reply = 0;
+  c.last_used_ms = now_ms_;
+  CompleteQuery(slot_index, msg, len);
+  return true;
+}
+
+void Shard::FlushUpstream(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  c.is_dirty = false;
+  if (c.state != upstream::Connection::State::kReady || c.plain_pending.empty()) {
+    return;
+  }
+  // One SSL_write for every frame queued this iteration: one record, one send.
+  if (!c.tls->Write(c.plain_pending.data(), c.plain_pending.size())) {
+    c.plain_pending.clear();
+    FailConnection(conn, c.tls->error().c_str());
+    return;
+  }
+  c.plain_pending.clear();
+  ReleaseIfLarge(c.plain_pending);
+  StartUpstreamSend(conn);
+}
+
+void Shard::StartUpstreamSend(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  if (c.is_send_pending || c.send_pending.empty() || !c.fd.is_valid()) {
+    return;
+  }
+  if (c.state == upstream::Connection::State::kClosing && !c.is_graceful_close) {
+    return;
+  }
+  c.send_inflight.swap(c.send_pending);
+  c.send_pending.clear();
+  c.send_offset = 0;
+  c.send_op.generation = c.generation;
+  io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
+  io_uring_prep_send(sqe, c.fd.get(), c.send_inflight.data(), c.send_inflight.size(),
+                     MSG_NOSIGNAL);
+  c.is_send_pending = true;
+}
+
+void Shard::OnUpstreamSendDone(uint32_t conn, int res) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  c.is_send_pending = false;
+  const bool is_closing = c.state == upstream::Connection::State::kClosing;
+  if (res <= 0) {
+    if (is_closing) {
+      MaybeFinishUpstreamClose(conn);
+    } else {
+      FailConnection(conn, res == 0 ? "send made no progress" : strerror(-res));
+    }
+    return;
+  }
+  c.send_offset += static_cast<size_t>(res);
+  if (c.send_offset < c.send_inflight.size()) {
+    io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
+    io_uring_prep_send(sqe, c.fd.get(), c.send_inflight.data() + c.send_offset,
+                       c.send_inflight.size() - c.send_offset, MSG_NOSIGNAL);
+    c.is_send_pending = true;
+    return;
+  }
+  c.send_inflight.clear();
+  ReleaseIfLarge(c.send_inflight);
+  if (is_closing) {
+    if (c.is_graceful_close && !c.send_pending.empty()) {
+      StartUpstreamSend(conn);
+    } else {
+      MaybeFinishUpstreamClose(conn);
+    }
+    return;
+  }
+  StartUpstreamSend(conn);
+}
+
+void Shard::FailConnection(uint32_t conn, const char* reason) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  if (c.state == upstream::Connection::State::kClosing ||
+      c.state == upstream::Connection::State::kFree) {
+    return;
+  }
+  Server& server = servers_[c.server()];
+  const upstream::Connection::State old_state = c.state;
+  const bool was_ready = old_state == upstream::Connection::State::kReady;
+  const bool is_graceful = c.is_graceful_close;
+  // A healthy connection that lived a while and was closed (idle close by the server, our stale
+  // close, a reset mid-query) is replaced at once; set-up failures and short lives back off.
+  const bool is_failure = !is_graceful && (!was_ready || now_ms_ - c.ready_since_ms <
+                                                             kMinHealthyLifetimeMs);
+  if (old_state == upstream::Connection::State::kIdle) {
+    return;
+  }
+  if (is_failure) {
+    LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: connection %u failed: %s", server.config->addr_text,
+                    conn, reason);
+  } else {
+    LOG(kDebug, "upstream %s: connection %u closed: %s", server.config->addr_text, conn, reason);
+  }
+  if (!is_graceful) {
+    ++counters_.upstream_closed;
+  }
+  // Queries on this connection, to re-send elsewhere once it is out of the pool.
+  std::vector<uint32_t> orphans;
+  c.ids().ForEach([&](uint16_t /*id*/, uint32_t slot_index) { orphans.push_back(slot_index); });
+  for (uint32_t si : orphans) {
+    DetachFromUpstream(si);
+  }
+  c.state = upstream::Connection::State::kClosing;
+  timers_.Cancel(&c.timer);
+  c.plain_pending.clear();
+  c.reader.Clear();
+  if (!is_graceful) {
+    c.send_pending.clear();
+  }
+  if (c.is_connect_pending || c.is_recv_pending || (c.is_send_pending && !is_graceful)) {
+    io_uring_sqe* sqe = ring_->GetSqe(nullptr);
+    if (is_graceful) {
+      io_uring_prep_cancel(sqe, &c.recv_op, 0);  // let the close_notify go out
+    } else {
+      io_uring_prep_cancel_fd(sqe, c.fd.get(), IORING_ASYNC_CANCEL_ALL);
+    }
+  }
+  // Put a fresh connection in this one's place in the pool.
+  uint32_t replacement;
+  if (!server.spare.empty()) {
+    replacement = server.spare.back();
+    server.spare.pop_back();
+  } else {
+    replacement = static_cast<uint32_t>(upstream_conns_.size());
+    auto fresh = std::make_unique<upstream::Connection>(replacement, c.server(),
+                                                        server.config->max_inflight);
+    fresh->connect_op = {core::OpKind::kUpstreamConnect, replacement, 0};
+    fresh->recv_op = {core::OpKind::kUpstreamRecv, replacement, 0};
+    fresh->send_op = {core::OpKind::kUpstreamSend, replacement, 0};
+    fresh->timer.owner = fresh.get();
+    fresh->timer.kind = kTimerUpstream;
+    upstream_conns_.push_back(std::move(fresh));
+  }
+  upstream::Connection& next = *upstream_conns_[replacement];
+  upstream::Connection& old = *upstream_conns_[conn];  // push_back may have moved the vector
+  next.consecutive_failures = is_failure ? old.consecutive_failures + 1 : 0;
+  next.state = upstream::Connection::State::kIdle;
+  for (uint32_t& slot_in_pool : server.conns) {
+    if (slot_in_pool == conn) {
+      slot_in_pool = replacement;
+    }
+  }
+  ScheduleReconnect(replacement, !is_failure);
+  MaybeFinishUpstreamClose(conn);
+  RefreshServerViews();
+  for (uint32_t si : orphans) {
+    QuerySlot& slot = slots_[si];
+    if (slot.state != QuerySlot::State::kWaiting) {
+      continue;
+    }
+    if (slot.attempts <= config_.upstream.max_connection_retries && now_ms_ < slot.deadline_ms) {
+      ++counters_.upstream_retries;
+      Forward(si, slot.last_server);
+    } else {
+      ++counters_.servfail_retries;
+      FailQuery(si);
+    }
+  }
+}
+
+void Shard::MaybeFinishUpstreamClose(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  if (c.state != upstream::Connection::State::kClosing || c.ops_in_flight() != 0) {
+    return;
+  }
+  c.tls.reset();
+  c.fd.reset();
+  c.is_graceful_close = false;
+  c.send_pending.clear();
+  c.send_inflight.clear();
+  std::vector<uint8_t>().swap(c.recv_buf);
+  ReleaseIfLarge(c.send_pending);
+  ReleaseIfLarge(c.send_inflight);
+  c.reader.Clear();
+  c.state = upstream::Connection::State::kFree;
+  ++c.generation;
+  servers_[c.server()].spare.push_back(conn);
+}
+
+void Shard::ScheduleReconnect(uint32_t conn, bool immediately) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  if (immediately) {
+    Connect(conn);
+    return;
+  }
+  c.state = upstream::Connection::State::kIdle;
+  const uint32_t exponent = std::min<uint32_t>(c.consecutive_failures, 8);
+  int64_t delay = std::min<int64_t>(kReconnectCapMs, kReconnectBaseMs << exponent);
+  // Jitter in [delay/2, delay]: shards and proxies that failed together retry apart.
+  delay = absl::Uniform<int64_t>(rng_, delay / 2, delay + 1);
+  timers_.Schedule(&c.timer, now_ms_ + delay);
+}
+
+void Shard::OnUpstreamTimer(uint32_t conn) {
+  upstream::Connection& c = *upstream_conns_[conn];
+  switch (c.state) {
+    case upstream::Connection::State::kIdle:
+      Connect(conn);
+      RefreshServerViews();
+      break;
+    case upstream::Connection::State::kConnecting:
+      ++counters_.upstream_connect_failures;
+      FailConnection(conn, "connect timeout");
+      break;
+    case upstream::Connection::State::kHandshaking:
+      ++counters_.upstream_handshake_failures;
+      FailConnection(conn, "handshake timeout");
+      break;
+    case upstream::Connection::State::kReady: {
+      const int64_t stale = Millis(servers_[c.server()].config->stale_timeout);
+      if (stale <= 0) {
+        break;
+      }
+      if (c.ids().in_use() == 0 && c.plain_pending.empty() &&
+          now_ms_ - c.last_used_ms >= stale) {
+        // Close before the server does (Cloudflare: ~10 s), so the next query never meets a dead
+        // socket; the replacement connects at once and resumes the TLS session.
+        ++counters_.upstream_stale_closed;
+        c.tls->Shutdown();
+        c.is_graceful_close = true;
+        StartUpstreamSend(conn);
+        FailConnection(conn, "stale");
+        break;
+      }
+      const int64_t next = c.ids().in_use() == 0 ? c.last_used_ms + stale : now_ms_ + stale;
+      timers_.Schedule(&c.timer, std::max(next, now_ms_ + 1));
+      break;
+    }
+    case upstream::Connection::State::kClosing:
+    case upstream::Connection::State::kFree:
+      break;
+  }
+}
+
+}  // namespace dotproxy::proxy
