@@ -190,6 +190,11 @@ class Loader {
   // A Go-style duration ("250ms", "1m30s") in [0, max], or (0, max] when !allow_zero.
   absl::StatusOr<absl::Duration> GetDuration(const YamlNode& node, absl::string_view path,
                                              bool allow_zero, absl::Duration max) const;
+  // "a.b.c.d:port" or "[v6]:port" with port 1..65535; `kind` names the address in hints.
+  absl::StatusOr<base::SocketAddress> ParseNumericAddress(const YamlNode& node,
+                                                          absl::string_view path,
+                                                          absl::string_view text,
+                                                          absl::string_view kind) const;
   absl::StatusOr<base::SocketAddress> GetListenerAddress(const YamlNode& node,
                                                          absl::string_view path) const;
   absl::StatusOr<base::SocketAddress> GetStatsdAddress(const YamlNode& node,
@@ -319,21 +324,31 @@ absl::StatusOr<absl::Duration> Loader::GetDuration(const YamlNode& node, absl::s
   return value;
 }
 
+absl::StatusOr<base::SocketAddress> Loader::ParseNumericAddress(const YamlNode& node,
+                                                                absl::string_view path,
+                                                                absl::string_view text,
+                                                                absl::string_view kind) const {
+  std::string host;
+  uint16_t port = 0;
+  // Port 0 is refused for listeners too: under SO_REUSEPORT every shard would get its own port.
+  const absl::Status split = base::SocketAddress::SplitHostPort(std::string(text), &host, &port);
+  if (!split.ok()) {
+    return Error(node.mark(), path, split.message());
+  }
+  absl::StatusOr<base::SocketAddress> addr = base::SocketAddress::Parse(std::string(text));
+  if (!addr.ok()) {
+    return Error(node.mark(), path,
+                 absl::StrCat(addr.status().message(), "; ", kind,
+                              " addresses are numeric: a.b.c.d:port or [ipv6]:port"));
+  }
+  return addr;
+}
+
 absl::StatusOr<base::SocketAddress> Loader::GetListenerAddress(const YamlNode& node,
                                                                absl::string_view path) const {
   ASSIGN_OR_RETURN(const std::string* text,
                    ScalarText(node, path, "an address like \"a.b.c.d:port\""));
-  absl::StatusOr<base::SocketAddress> addr = base::SocketAddress::Parse(*text);
-  if (!addr.ok()) {
-    return Error(node.mark(), path,
-                 absl::StrCat(addr.status().message(),
-                              "; listener addresses are numeric: a.b.c.d:port or [ipv6]:port"));
-  }
-  // Port 0 would give every shard its own ephemeral port under SO_REUSEPORT.
-  if (addr->port() == 0) {
-    return Error(node.mark(), path, absl::StrCat("port must be in 1..65535, got ", Quote(*text)));
-  }
-  return addr;
+  return ParseNumericAddress(node, path, *text, "listener");
 }
 
 absl::StatusOr<base::SocketAddress> Loader::GetStatsdAddress(const YamlNode& node,
@@ -354,16 +369,7 @@ absl::StatusOr<base::SocketAddress> Loader::GetStatsdAddress(const YamlNode& nod
   if (rest.find(',') != absl::string_view::npos) {
     return Error(node.mark(), path, "only one statsd address is supported");
   }
-  absl::StatusOr<base::SocketAddress> addr = base::SocketAddress::Parse(std::string(rest));
-  if (!addr.ok()) {
-    return Error(node.mark(), path,
-                 absl::StrCat(addr.status().message(),
-                              "; statsd addresses are numeric: a.b.c.d:port or [ipv6]:port"));
-  }
-  if (addr->port() == 0) {
-    return Error(node.mark(), path, absl::StrCat("port must be in 1..65535, got ", Quote(*text)));
-  }
-  return addr;
+  return ParseNumericAddress(node, path, rest, "statsd");
 }
 
 absl::StatusOr<base::SocketAddress> Loader::GetUpstreamAddress(const YamlNode& node,

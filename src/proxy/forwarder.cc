@@ -46,6 +46,7 @@ int32_t Shard::AcquireQuerySlot() {
   slot.state = QuerySlot::State::kWaiting;
   slot.attempts = 0;
   slot.is_on_upstream = false;
+  slot.is_queued = false;
   slot.last_server = -1;
   slot.arrival_ns = 0;
   slot.deadline_ms = now_ms_ + Millis(config_.upstream.query_timeout);
@@ -67,6 +68,9 @@ void Shard::Forward(uint32_t slot_index, int exclude_server) {
   const int server = pick_(balancer_, server_views_, exclude_server);
   const int32_t ci = server < 0 ? -1 : PickConnection(static_cast<uint32_t>(server));
   if (ci < 0) {
+    if (QueueOnBusyServer(slot_index)) {
+      return;
+    }
     ++counters_.servfail_no_upstream;
     FailQuery(slot_index);
     return;
@@ -118,6 +122,55 @@ void Shard::DetachFromUpstream(uint32_t slot_index) {
   slot.is_on_upstream = false;
   if (was_full) {
     RefreshServerViews();
+  }
+  if (!server.backlog.empty()) {
+    has_backlog_ = true;
+  }
+}
+
+bool Shard::QueueOnBusyServer(uint32_t slot_index) {
+  // Every connection of the chosen server is at max_inflight: wait for a free ID rather than
+  // fail. Only servers with a live connection qualify; a server with none is down.
+  int32_t best = -1;
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    bool is_alive = false;
+    for (uint32_t ci : servers_[s].conns) {
+      const auto state = upstream_conns_[ci]->state;
+      if (state == upstream::Connection::State::kReady ||
+          state == upstream::Connection::State::kConnecting ||
+          state == upstream::Connection::State::kHandshaking) {
+        is_alive = true;
+        break;
+      }
+    }
+    if (is_alive && (best < 0 || servers_[s].backlog.size() < servers_[best].backlog.size())) {
+      best = static_cast<int32_t>(s);
+    }
+  }
+  if (best < 0) {
+    return false;
+  }
+  QuerySlot& slot = slots_[slot_index];
+  slot.is_queued = true;
+  servers_[best].backlog.push_back(slot_index);
+  timers_.Schedule(&slot.timer, slot.deadline_ms);
+  return true;
+}
+
+void Shard::DrainBacklogs() {
+  has_backlog_ = false;
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    std::deque<uint32_t>& backlog = servers_[s].backlog;
+    while (!backlog.empty() && server_views_[s].is_usable) {
+      const uint32_t si = backlog.front();
+      backlog.pop_front();
+      QuerySlot& slot = slots_[si];
+      if (!slot.is_queued || slot.state != QuerySlot::State::kWaiting) {
+        continue;  // answered or failed while queued
+      }
+      slot.is_queued = false;
+      Forward(si, -1);
+    }
   }
 }
 
@@ -179,6 +232,7 @@ void Shard::OnQueryTimer(uint32_t slot_index) {
   }
   if (now_ms_ >= slot.deadline_ms) {
     ++counters_.servfail_timeout;
+    slot.is_queued = false;
     FailQuery(slot_index);
     return;
   }
@@ -440,6 +494,7 @@ void Shard::OnUpstreamReady(uint32_t conn) {
     MarkUpstreamDirty(conn);
   }
   RefreshServerViews();
+  has_backlog_ = true;
 }
 
 bool Shard::OnUpstreamMessage(uint32_t conn, const uint8_t* msg, size_t len) {

@@ -171,6 +171,9 @@ void Shard::OnTimer(core::Timer* timer) {
 }
 
 void Shard::FlushDirty() {
+  if (has_backlog_) {
+    DrainBacklogs();
+  }
   for (size_t i = 0; i < dirty_upstreams_.size(); ++i) {
     FlushUpstream(dirty_upstreams_[i]);
   }

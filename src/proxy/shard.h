@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -75,6 +76,7 @@ class Shard {
     ClientKind client_kind = ClientKind::kUdp;
     uint8_t attempts = 0;              // upstream sends so far
     bool is_on_upstream = false;       // holds an ID slot on `upstream_conn`
+    bool is_queued = false;            // in a server's backlog, waiting for a free ID slot
     uint8_t pktinfo_family = 0;        // AF_INET / AF_INET6 when the query's destination is known
     uint32_t generation = 0;
     uint32_t tcp_index = 0;            // TCP client (index, generation) to answer
@@ -128,6 +130,7 @@ class Shard {
     std::unique_ptr<tls::ClientContext> tls;
     std::vector<uint32_t> conns;       // the pool: indices into upstream_conns_
     std::vector<uint32_t> spare;       // closed connections to reuse as replacements
+    std::deque<uint32_t> backlog;      // query slots waiting for a free ID on this server
     uint32_t outstanding = 0;
   };
 
@@ -194,6 +197,10 @@ class Shard {
   void ScheduleReconnect(uint32_t conn, bool immediately);
   void OnUpstreamTimer(uint32_t conn);
   void RefreshServerViews();
+  // Queues a query whose chosen servers are up but have every ID slot in use. False if no
+  // server is up (the caller fails the query).
+  bool QueueOnBusyServer(uint32_t slot_index);
+  void DrainBacklogs();
   void MarkUpstreamDirty(uint32_t conn);
 
   const config::Config& config_;
@@ -228,6 +235,7 @@ class Shard {
   std::vector<Server> servers_;
   std::vector<std::unique_ptr<upstream::Connection>> upstream_conns_;
   std::vector<uint32_t> dirty_upstreams_;
+  bool has_backlog_ = false;            // some server has queued queries and freed an ID
   std::vector<upstream::ServerView> server_views_;
   upstream::BalancerState balancer_;
   upstream::PickFn pick_ = nullptr;
