@@ -84,7 +84,8 @@ class YamlNode {
 class YamlDocument {
  public:
   // Parses one YAML document from `text`. Errors are InvalidArgument with the single-line message
-  // "FILENAME:LINE:COL: problem" (`filename` is used only in messages). More than one document,
+  // "FILENAME:LINE:COL: problem" (`filename` is used only in messages), or ResourceExhausted if
+  // libyaml runs out of memory. More than one document,
   // aliases, anchors, non-scalar keys, duplicate keys and nesting deeper than kMaxDepth are
   // errors. A stream with no document at all (empty, or only comments) gives root() == null.
   static absl::StatusOr<YamlDocument> Parse(std::string_view text, std::string_view filename);

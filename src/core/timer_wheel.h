@@ -4,6 +4,8 @@
 // O(1) schedule and cancel. Timers are intrusive: the owner embeds a Timer and keeps it alive
 // while armed. Time is whatever monotonic millisecond clock the caller passes in, so tests inject
 // it. A timer never fires early; it fires on the first Advance() at or after its expiry.
+// Rule: a timer callback must not free the memory of another Timer (it may cancel it); owners
+// live in fixed tables for the shard's lifetime, so this holds by construction in the proxy.
 //
 //   TimerWheel wheel(now_ms);
 //   conn.idle_timer.owner = &conn;

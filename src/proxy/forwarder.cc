@@ -21,6 +21,7 @@ constexpr uint32_t kMaxTimeoutsWithoutReply = 3;
 // A connection that dies sooner than this after its handshake counts as a failure, so a server
 // that accepts and then drops every connection is backed off instead of hammered.
 constexpr int64_t kMinHealthyLifetimeMs = 1000;
+constexpr uint32_t kMaxImmediateReconnects = 2;
 constexpr int64_t kReconnectBaseMs = 100;
 constexpr int64_t kReconnectCapMs = 10'000;
 
@@ -604,6 +605,10 @@ void Shard::FailConnection(uint32_t conn, const char* reason) {
   // close, a reset mid-query) is replaced at once; set-up failures and short lives back off.
   const bool is_failure = !is_graceful && (!was_ready || now_ms_ - c.ready_since_ms <
                                                              kMinHealthyLifetimeMs);
+  // A connection that was carrying queries is replaced at once even if short-lived, so its
+  // queries can be re-sent; only repeated short lives back off.
+  const bool reconnect_now =
+      !is_failure || (was_ready && c.consecutive_failures + 1 <= kMaxImmediateReconnects);
   if (old_state == upstream::Connection::State::kIdle) {
     return;
   }
@@ -662,7 +667,7 @@ void Shard::FailConnection(uint32_t conn, const char* reason) {
       slot_in_pool = replacement;
     }
   }
-  ScheduleReconnect(replacement, !is_failure);
+  ScheduleReconnect(replacement, reconnect_now);
   MaybeFinishUpstreamClose(conn);
   RefreshServerViews();
   for (uint32_t si : orphans) {
