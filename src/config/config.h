@@ -20,6 +20,7 @@ namespace dotproxy::config {
 inline constexpr uint32_t kMaxInflightPerConnection = 4096;  // upstream ID slot bits: <= 12
 inline constexpr uint32_t kMaxPoolSize = 1024;
 inline constexpr uint32_t kMaxWorkers = 256;
+inline constexpr uint32_t kMaxWeight = 1000;
 inline constexpr uint32_t kMaxConnectionRetries = 16;
 static_assert(kMaxInflightPerConnection <= (1u << 12),
               "upstream IDs keep at least 4 generation bits above the slot index");
@@ -80,12 +81,15 @@ struct ServerConfig {
   absl::Duration stale_timeout = absl::Seconds(8);  // close idle connections before the server does
   std::string ca_file;          // empty: default verify paths (SSL_CERT_FILE / SSL_CERT_DIR)
   uint32_t max_inflight = 128;  // pipelined queries per connection
+  uint32_t weight = 1;          // share for RoundRobin, Random and Availability
 };
 
 struct UpstreamConfig {
   Policy load_balancing_policy = Policy::kRoundRobin;
   uint32_t max_connection_retries = 2;              // 0 = no retries
   absl::Duration query_timeout = absl::Seconds(3);  // overall deadline per client query
+  absl::Duration backoff_initial = absl::Milliseconds(250);  // first wait before probing a down server
+  absl::Duration backoff_max = absl::Seconds(30);            // cap of the doubling backoff
   std::vector<ServerConfig> servers;                // at least one
 };
 

@@ -69,10 +69,11 @@ constexpr KeyList kTcpKeys = {"addr", "read_timeout", "write_timeout", "max_conn
 constexpr KeyList kUdpKeys = {"addr", "read_timeout", "write_timeout",
                               "max_concurrent_connections"};
 constexpr KeyList kUpstreamKeys = {"load_balancing_policy", "max_connection_retries",
-                                   "query_timeout", "servers"};
+                                   "query_timeout", "backoff_initial", "backoff_max", "servers"};
 constexpr KeyList kServerKeys = {
     "addr",         "server_name",   "connection_pool_size", "connect_timeout", "handshake_timeout",
-    "read_timeout", "write_timeout", "stale_timeout",        "ca_file",         "max_inflight"};
+    "read_timeout", "write_timeout", "stale_timeout",        "ca_file",         "max_inflight",
+    "weight"};
 constexpr KeyList kServerSectionKeys = {"workers"};
 
 // Key path -> position of its value, so Validate() can point at the offending node.
@@ -658,6 +659,10 @@ absl::Status Loader::LoadUpstream(const YamlNode& node, absl::string_view path,
       out->max_connection_retries = static_cast<uint32_t>(retries);
     } else if (entry.key == "query_timeout") {
       ASSIGN_OR_RETURN(out->query_timeout, GetDuration(value, key_path, false, kMaxQueryTimeout));
+    } else if (entry.key == "backoff_initial") {
+      ASSIGN_OR_RETURN(out->backoff_initial, GetDuration(value, key_path, false, kMaxTimeout));
+    } else if (entry.key == "backoff_max") {
+      ASSIGN_OR_RETURN(out->backoff_max, GetDuration(value, key_path, false, kMaxTimeout));
     } else if (entry.key == "servers") {
       has_servers = true;
       RETURN_IF_ERROR(LoadServers(value, key_path, &out->servers));
@@ -738,6 +743,9 @@ absl::Status Loader::LoadServer(const YamlNode& node, absl::string_view path, Se
       ASSIGN_OR_RETURN(const int64_t inflight,
                        GetInteger(value, key_path, 1, kMaxInflightPerConnection));
       out->max_inflight = static_cast<uint32_t>(inflight);
+    } else if (entry.key == "weight") {
+      ASSIGN_OR_RETURN(const int64_t weight, GetInteger(value, key_path, 1, kMaxWeight));
+      out->weight = static_cast<uint32_t>(weight);
     } else {
       return UnknownKey(entry, key_path, kServerKeys);
     }
@@ -806,6 +814,12 @@ absl::Status ValidateImpl(const Config& config, absl::string_view filename,
   }
   if (config.upstream.query_timeout <= absl::ZeroDuration()) {
     return error("upstream.query_timeout", "must be greater than 0s");
+  }
+  if (config.upstream.backoff_initial <= absl::ZeroDuration()) {
+    return error("upstream.backoff_initial", "must be greater than 0s");
+  }
+  if (config.upstream.backoff_max < config.upstream.backoff_initial) {
+    return error("upstream.backoff_max", "must not be less than upstream.backoff_initial");
   }
   if (config.server.workers > kMaxWorkers) {
     return error("server.workers", absl::StrCat("must be in 0..", kMaxWorkers));

@@ -46,7 +46,7 @@ int32_t Shard::AcquireQuerySlot() {
   QuerySlot& slot = slots_[si];
   slot.state = QuerySlot::State::kWaiting;
   slot.attempts = 0;
-  slot.is_on_upstream = false;
+  slot.live = 0;
   slot.is_queued = false;
   slot.last_server = -1;
   slot.arrival_ns = 0;
@@ -76,6 +76,9 @@ void Shard::Forward(uint32_t slot_index, int exclude_server) {
     FailQuery(slot_index);
     return;
   }
+  if (slot.live == kMaxLiveAttempts) {
+    DetachAttempt(slot_index, 0);  // keep the newest attempts
+  }
   upstream::Connection& conn = *upstream_conns_[ci];
   uint16_t id = 0;
   const bool is_acquired = conn.ids().Acquire(slot_index, &id);
@@ -90,9 +93,10 @@ void Shard::Forward(uint32_t slot_index, int exclude_server) {
   dns::WriteLengthPrefix(conn.plain_pending.data() + offset, slot.query.size());
   memcpy(conn.plain_pending.data() + offset + 2, slot.query.data(), slot.query.size());
   dns::SetId(conn.plain_pending.data() + offset + 2, id);
-  slot.is_on_upstream = true;
-  slot.upstream_conn = static_cast<uint32_t>(ci);
-  slot.upstream_id = id;
+  slot.upstream_conn[slot.live] = static_cast<uint32_t>(ci);
+  slot.upstream_id[slot.live] = id;
+  slot.attempt_sent_ns[slot.live] = now_ns_;
+  ++slot.live;
   slot.last_server = server;
   ++slot.attempts;
   ++servers_[server].outstanding;
@@ -110,17 +114,26 @@ void Shard::Forward(uint32_t slot_index, int exclude_server) {
 }
 
 void Shard::DetachFromUpstream(uint32_t slot_index) {
-  QuerySlot& slot = slots_[slot_index];
-  if (!slot.is_on_upstream) {
-    return;
+  while (slots_[slot_index].live > 0) {
+    DetachAttempt(slot_index, slots_[slot_index].live - 1);
   }
-  upstream::Connection& conn = *upstream_conns_[slot.upstream_conn];
+}
+
+void Shard::DetachAttempt(uint32_t slot_index, uint8_t attempt) {
+  QuerySlot& slot = slots_[slot_index];
+  DCHECK(attempt < slot.live);
+  upstream::Connection& conn = *upstream_conns_[slot.upstream_conn[attempt]];
   const bool was_full = conn.ids().is_full();
-  conn.ids().Release(slot.upstream_id);
+  conn.ids().Release(slot.upstream_id[attempt]);
   Server& server = servers_[conn.server()];
   --server.outstanding;
   server_views_[conn.server()].outstanding = server.outstanding;
-  slot.is_on_upstream = false;
+  for (uint8_t i = attempt; i + 1 < slot.live; ++i) {
+    slot.upstream_conn[i] = slot.upstream_conn[i + 1];
+    slot.upstream_id[i] = slot.upstream_id[i + 1];
+    slot.attempt_sent_ns[i] = slot.attempt_sent_ns[i + 1];
+  }
+  --slot.live;
   if (was_full) {
     RefreshServerViews();
   }
@@ -134,6 +147,9 @@ bool Shard::QueueOnBusyServer(uint32_t slot_index) {
   // fail. Only servers with a live connection qualify; a server with none is down.
   int32_t best = -1;
   for (uint32_t s = 0; s < servers_.size(); ++s) {
+    if (servers_[s].health.is_down()) {
+      continue;
+    }
     bool is_alive = false;
     for (uint32_t ci : servers_[s].conns) {
       const auto state = upstream_conns_[ci]->state;
@@ -237,18 +253,32 @@ void Shard::OnQueryTimer(uint32_t slot_index) {
     FailQuery(slot_index);
     return;
   }
-  // This attempt took longer than the server's read_timeout.
-  if (slot.is_on_upstream) {
-    upstream::Connection& conn = *upstream_conns_[slot.upstream_conn];
+  // The latest attempt took longer than the server's read_timeout: send another copy elsewhere
+  // (RFC 7766 §6.2.1: queries are idempotent) but keep listening for the slow one.
+  if (slot.live > 0) {
+    upstream::Connection& conn = *upstream_conns_[slot.upstream_conn[slot.live - 1]];
     ++conn.timeouts_without_reply;
+    const uint32_t server = conn.server();
+    if (servers_[server].health.OnQueryTimeout(now_ms_, balancer_.rng)) {
+      // Too many timeouts in a row: the server is down. Its connections are recycled (which
+      // re-sends their queries elsewhere) and it is probed again after its backoff.
+      OnServerDown(server);
+      if (slot.state == QuerySlot::State::kWaiting && slot.live == 0 && !slot.is_queued &&
+          slot.attempts <= config_.upstream.max_connection_retries) {
+        Forward(slot_index, static_cast<int>(server));
+      } else if (slot.state == QuerySlot::State::kWaiting) {
+        timers_.Schedule(&slot.timer, slot.deadline_ms);
+      }
+      return;
+    }
     if (slot.attempts <= config_.upstream.max_connection_retries) {
-      const int server = slot.last_server;
-      DetachFromUpstream(slot_index);
       ++counters_.upstream_retries;
       if (conn.timeouts_without_reply >= kMaxTimeoutsWithoutReply) {
+        // Half-dead connection: replacing it re-sends its queries, this one included.
         FailConnection(conn.index(), "no response to several queries");
+      } else {
+        Forward(slot_index, slot.last_server);
       }
-      Forward(slot_index, server);
       return;
     }
   }
@@ -261,10 +291,17 @@ absl::Status Shard::InitUpstreams() {
   pick_ = upstream::PolicyFunction(config_.upstream.load_balancing_policy);
   servers_.resize(config_.upstream.servers.size());
   server_views_.resize(servers_.size());
+  balancer_ = upstream::BalancerState(servers_.size(), absl::Uniform<uint64_t>(rng_));
   for (uint32_t s = 0; s < servers_.size(); ++s) {
     const config::ServerConfig& sc = config_.upstream.servers[s];
     Server& server = servers_[s];
     server.config = &sc;
+    upstream::HealthOptions health;
+    health.backoff_initial_ms = Millis(config_.upstream.backoff_initial);
+    health.backoff_max_ms = Millis(config_.upstream.backoff_max);
+    server.health = upstream::ServerHealth(health);
+    server.probe_timer.owner = &server;
+    server.probe_timer.kind = kTimerProbe;
     auto tls = tls::ClientContext::Create({sc.server_name, sc.ca_file});
     if (!tls.ok()) {
       return absl::Status(tls.status().code(),
@@ -306,6 +343,9 @@ void Shard::RefreshServerViews() {
       }
     }
     server_views_[s].is_usable = is_usable;
+    server_views_[s].is_down = servers_[s].health.is_down();
+    server_views_[s].weight = servers_[s].config->weight;
+    server_views_[s].ewma_latency_us = servers_[s].health.ewma_latency_us();
     server_views_[s].outstanding = servers_[s].outstanding;
   }
 }
@@ -349,6 +389,7 @@ void Shard::Connect(uint32_t conn) {
     LOG_EVERY_N_SEC(kError, 1, "upstream %s: %s", sc.addr_text, fd.status().ToString());
     ++counters_.upstream_connect_failures;
     ++c.consecutive_failures;
+    OnServerConnectFailure(c.server());
     ScheduleReconnect(conn, false);
     return;
   }
@@ -494,6 +535,14 @@ void Shard::OnUpstreamReady(uint32_t conn) {
   if (!c.plain_pending.empty()) {
     MarkUpstreamDirty(conn);
   }
+  if (server.health.OnConnected(now_ms_)) {
+    LOG(kWarn, "upstream %s: up again (handshake completed)", server.config->addr_text);
+    for (uint32_t ci : server.conns) {
+      if (upstream_conns_[ci]->state == upstream::Connection::State::kIdle) {
+        Connect(ci);
+      }
+    }
+  }
   RefreshServerViews();
   has_backlog_ = true;
 }
@@ -509,8 +558,14 @@ bool Shard::OnUpstreamMessage(uint32_t conn, const uint8_t* msg, size_t len) {
   }
   QuerySlot& slot = slots_[slot_index];
   // RFC 7766 §7: match by ID and question; never hand a client someone else's answer.
-  if (slot.state != QuerySlot::State::kWaiting || !slot.is_on_upstream ||
-      slot.upstream_conn != conn ||
+  int attempt = -1;
+  for (uint8_t i = 0; i < slot.live; ++i) {
+    if (slot.upstream_conn[i] == conn && slot.upstream_id[i] == dns::GetId(msg)) {
+      attempt = i;
+    }
+  }
+  const bool is_attempt = attempt >= 0;
+  if (slot.state != QuerySlot::State::kWaiting || !is_attempt ||
       !dns::ResponseMatchesQuery(slot.query.data(), slot.info, msg, len)) {
     ++counters_.upstream_mismatch;
     LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: dropped a response whose question does not match",
@@ -519,6 +574,14 @@ bool Shard::OnUpstreamMessage(uint32_t conn, const uint8_t* msg, size_t len) {
   }
   c.timeouts_without_reply = 0;
   c.last_used_ms = now_ms_;
+  Server& server = servers_[c.server()];
+  const int64_t latency_us = (now_ns_ - slot.attempt_sent_ns[attempt]) / 1000;
+  if (server.health.OnResponse(now_ms_, latency_us)) {
+    LOG(kInfo, "upstream %s: up again (answered a query)", server.config->addr_text);
+    RefreshServerViews();
+  } else {
+    server_views_[c.server()].ewma_latency_us = server.health.ewma_latency_us();
+  }
   CompleteQuery(slot_index, msg, len);
   return true;
 }
@@ -609,6 +672,9 @@ void Shard::FailConnection(uint32_t conn, const char* reason) {
   // queries can be re-sent; only repeated short lives back off.
   const bool reconnect_now =
       !is_failure || (was_ready && c.consecutive_failures + 1 <= kMaxImmediateReconnects);
+  if (is_failure && !reconnect_now) {
+    OnServerConnectFailure(c.server());
+  }
   if (old_state == upstream::Connection::State::kIdle) {
     return;
   }
@@ -625,7 +691,13 @@ void Shard::FailConnection(uint32_t conn, const char* reason) {
   std::vector<uint32_t> orphans;
   c.ids().ForEach([&](uint16_t /*id*/, uint32_t slot_index) { orphans.push_back(slot_index); });
   for (uint32_t si : orphans) {
-    DetachFromUpstream(si);
+    QuerySlot& slot = slots_[si];
+    for (uint8_t i = 0; i < slot.live; ++i) {
+      if (slot.upstream_conn[i] == conn) {
+        DetachAttempt(si, i);
+        break;
+      }
+    }
   }
   c.state = upstream::Connection::State::kClosing;
   timers_.Cancel(&c.timer);
@@ -672,8 +744,8 @@ void Shard::FailConnection(uint32_t conn, const char* reason) {
   RefreshServerViews();
   for (uint32_t si : orphans) {
     QuerySlot& slot = slots_[si];
-    if (slot.state != QuerySlot::State::kWaiting) {
-      continue;
+    if (slot.state != QuerySlot::State::kWaiting || slot.live > 0 || slot.is_queued) {
+      continue;  // answered meanwhile, or another attempt is still in flight
     }
     if (slot.attempts <= config_.upstream.max_connection_retries && now_ms_ < slot.deadline_ms) {
       ++counters_.upstream_retries;
@@ -706,6 +778,13 @@ void Shard::MaybeFinishUpstreamClose(uint32_t conn) {
 
 void Shard::ScheduleReconnect(uint32_t conn, bool immediately) {
   upstream::Connection& c = *upstream_conns_[conn];
+  if (servers_[c.server()].health.is_down()) {
+    // A down server is reconnected only by its probe timer, one connection at a time.
+    c.state = upstream::Connection::State::kIdle;
+    timers_.Cancel(&c.timer);
+    ArmProbeTimer(c.server());
+    return;
+  }
   if (immediately) {
     Connect(conn);
     return;
@@ -757,6 +836,59 @@ void Shard::OnUpstreamTimer(uint32_t conn) {
     case upstream::Connection::State::kFree:
       break;
   }
+}
+
+}  // namespace dotproxy::proxy
+
+namespace dotproxy::proxy {
+
+void Shard::OnServerConnectFailure(uint32_t server) {
+  Server& s = servers_[server];
+  if (s.health.OnConnectFailure(now_ms_, balancer_.rng)) {
+    LOG(kWarn, "upstream %s: down; next probe in %ld ms", s.config->addr_text,
+        s.health.next_probe_ms() - now_ms_);
+    RefreshServerViews();
+    ArmProbeTimer(server);
+  }
+}
+
+void Shard::OnServerDown(uint32_t server) {
+  Server& s = servers_[server];
+  LOG(kWarn, "upstream %s: down after repeated query timeouts; next probe in %ld ms",
+      s.config->addr_text, s.health.next_probe_ms() - now_ms_);
+  const std::vector<uint32_t> conns = s.conns;
+  for (uint32_t ci : conns) {
+    const auto state = upstream_conns_[ci]->state;
+    if (state == upstream::Connection::State::kReady ||
+        state == upstream::Connection::State::kConnecting ||
+        state == upstream::Connection::State::kHandshaking) {
+      FailConnection(ci, "server marked down");
+    }
+  }
+  RefreshServerViews();
+  ArmProbeTimer(server);
+}
+
+void Shard::ArmProbeTimer(uint32_t server) {
+  Server& s = servers_[server];
+  timers_.Schedule(&s.probe_timer, std::max(s.health.next_probe_ms(), now_ms_ + 1));
+}
+
+void Shard::OnProbeTimer(uint32_t server) {
+  Server& s = servers_[server];
+  if (!s.health.is_down()) {
+    return;
+  }
+  if (s.health.IsProbeDue(now_ms_)) {
+    for (uint32_t ci : s.conns) {
+      if (upstream_conns_[ci]->state == upstream::Connection::State::kIdle) {
+        s.health.StartProbe(now_ms_);
+        Connect(ci);
+        break;
+      }
+    }
+  }
+  ArmProbeTimer(server);
 }
 
 }  // namespace dotproxy::proxy

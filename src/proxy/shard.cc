@@ -45,7 +45,8 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const config::Config& confi
 }
 
 absl::Status Shard::Init() {
-  now_ms_ = core::MonotonicMillis();
+  now_ns_ = core::MonotonicNanos();
+  now_ms_ = now_ns_ / 1'000'000;
   ASSIGN_OR_RETURN(ring_, core::Ring::Create({}));
   wake_fd_.reset(eventfd(0, EFD_CLOEXEC));
   if (!wake_fd_.is_valid()) {
@@ -91,7 +92,8 @@ void Shard::Run() {
     FlushDirty();
     const int64_t timeout = timers_.NextTimeoutMs(now_ms_, 1000);
     ring_->SubmitAndWait(timeout < 0 ? 1000 : timeout);
-    now_ms_ = core::MonotonicMillis();
+    now_ns_ = core::MonotonicNanos();
+    now_ms_ = now_ns_ / 1'000'000;
     ring_->Drain([this](const io_uring_cqe& cqe) { Dispatch(cqe); });
     timers_.Advance(now_ms_, [this](core::Timer* timer) { OnTimer(timer); });
   }
@@ -164,6 +166,9 @@ void Shard::OnTimer(core::Timer* timer) {
       break;
     case kTimerAcceptRetry:
       ArmAccept();
+      break;
+    case kTimerProbe:
+      OnProbeTimer(static_cast<uint32_t>(static_cast<Server*>(timer->owner) - servers_.data()));
       break;
     default:
       break;

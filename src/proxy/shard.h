@@ -37,6 +37,7 @@
 #include "tls/tls_context.h"
 #include "upstream/balancer.h"
 #include "upstream/connection.h"
+#include "upstream/health.h"
 
 namespace dotproxy::proxy {
 
@@ -65,9 +66,12 @@ class Shard {
     kTimerTcpClient = 2,
     kTimerUpstream = 3,
     kTimerAcceptRetry = 4,
+    kTimerProbe = 5,
   };
 
   enum class ClientKind : uint8_t { kUdp, kTcp };
+
+  static constexpr uint8_t kMaxLiveAttempts = 2;
 
   // One client query from arrival until its reply has left.
   struct QuerySlot {
@@ -75,14 +79,17 @@ class Shard {
     State state = State::kFree;
     ClientKind client_kind = ClientKind::kUdp;
     uint8_t attempts = 0;              // upstream sends so far
-    bool is_on_upstream = false;       // holds an ID slot on `upstream_conn`
+    uint8_t live = 0;                  // attempts in flight: (upstream_conn, upstream_id)[0..live)
     bool is_queued = false;            // in a server's backlog, waiting for a free ID slot
     uint8_t pktinfo_family = 0;        // AF_INET / AF_INET6 when the query's destination is known
     uint32_t generation = 0;
     uint32_t tcp_index = 0;            // TCP client (index, generation) to answer
     uint32_t tcp_generation = 0;
-    uint32_t upstream_conn = 0;
-    uint16_t upstream_id = 0;
+    // A retry after an attempt timeout does not cancel the slow attempt: whichever answers first
+    // wins (the older is dropped when a third is sent).
+    uint32_t upstream_conn[kMaxLiveAttempts] = {};
+    uint16_t upstream_id[kMaxLiveAttempts] = {};
+    int64_t attempt_sent_ns[kMaxLiveAttempts] = {};  // for the server's latency EWMA
     int32_t last_server = -1;          // server of the latest attempt
     int64_t deadline_ms = 0;           // upstream.query_timeout after arrival
     int64_t arrival_ns = 0;
@@ -131,6 +138,8 @@ class Shard {
     std::vector<uint32_t> conns;       // the pool: indices into upstream_conns_
     std::vector<uint32_t> spare;       // closed connections to reuse as replacements
     std::deque<uint32_t> backlog;      // query slots waiting for a free ID on this server
+    upstream::ServerHealth health;     // down/up, backoff, latency EWMA (this shard's view)
+    core::Timer probe_timer;           // when a down server may be probed again
     uint32_t outstanding = 0;
   };
 
@@ -175,7 +184,10 @@ class Shard {
   void FailQuery(uint32_t slot_index);
   // Sends `response` to the query's client (truncating for UDP) and frees the slot.
   void Reply(uint32_t slot_index, const uint8_t* response, size_t len);
+  // Releases every attempt's upstream ID.
   void DetachFromUpstream(uint32_t slot_index);
+  // Releases attempt `attempt` (an index into upstream_conn/upstream_id).
+  void DetachAttempt(uint32_t slot_index, uint8_t attempt);
   void OnQueryTimer(uint32_t slot_index);
   void FinishQuery(uint32_t slot_index);
 
@@ -202,6 +214,11 @@ class Shard {
   bool QueueOnBusyServer(uint32_t slot_index);
   void DrainBacklogs();
   void MarkUpstreamDirty(uint32_t conn);
+  // Health transitions of a server (upstream/health.h) and their consequences.
+  void OnServerConnectFailure(uint32_t server);
+  void OnServerDown(uint32_t server);
+  void OnProbeTimer(uint32_t server);
+  void ArmProbeTimer(uint32_t server);
 
   const config::Config& config_;
   const uint32_t shard_id_;
@@ -211,6 +228,7 @@ class Shard {
   std::unique_ptr<core::BufferRing> tcp_buffers_;
   core::TimerWheel timers_;
   int64_t now_ms_ = 0;                  // loop time, refreshed once per iteration
+  int64_t now_ns_ = 0;                  // the same instant in nanoseconds
   std::atomic<bool> stop_requested_{false};
   base::UniqueFd wake_fd_;              // eventfd written by RequestStop
   uint64_t wake_value_ = 0;

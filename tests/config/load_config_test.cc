@@ -57,6 +57,7 @@ void ExpectServerDefaults(const ServerConfig& server) {
   EXPECT_EQ(server.stale_timeout, defaults.stale_timeout);
   EXPECT_EQ(server.ca_file, defaults.ca_file);
   EXPECT_EQ(server.max_inflight, defaults.max_inflight);
+  EXPECT_EQ(server.weight, defaults.weight);
 }
 
 class LoadConfigTest : public ::testing::Test {
@@ -147,6 +148,8 @@ TEST_F(LoadConfigTest, ExampleMatchesDefaults) {
   EXPECT_EQ(config.upstream.load_balancing_policy, defaults.upstream.load_balancing_policy);
   EXPECT_EQ(config.upstream.max_connection_retries, defaults.upstream.max_connection_retries);
   EXPECT_EQ(config.upstream.query_timeout, defaults.upstream.query_timeout);
+  EXPECT_EQ(config.upstream.backoff_initial, defaults.upstream.backoff_initial);
+  EXPECT_EQ(config.upstream.backoff_max, defaults.upstream.backoff_max);
   ASSERT_EQ(config.upstream.servers.size(), 1u);
   const ServerConfig& server = config.upstream.servers[0];
   EXPECT_EQ(server.addr_text, "127.0.0.1:8853");
@@ -179,6 +182,8 @@ TEST_F(LoadConfigTest, ExampleMentionsEveryKey) {
       "load_balancing_policy",
       "max_connection_retries",
       "query_timeout",
+      "backoff_initial",
+      "backoff_max",
       "servers",
       "server_name",
       "connection_pool_size",
@@ -187,6 +192,7 @@ TEST_F(LoadConfigTest, ExampleMentionsEveryKey) {
       "stale_timeout",
       "ca_file",
       "max_inflight",
+      "weight",
       "server",
       "workers",
   };
