@@ -393,7 +393,7 @@ upstream:
               8, 7,
               "upstream.servers[0].pool_size: unknown key (allowed: addr, server_name, "
               "connection_pool_size, connect_timeout, handshake_timeout, read_timeout, "
-              "write_timeout, stale_timeout, ca_file, max_inflight)");
+              "write_timeout, stale_timeout, ca_file, max_inflight, weight)");
 }
 
 TEST_F(LoadConfigTest, WrongType) {

@@ -163,6 +163,27 @@ class UpstreamTest(harness.ProxyTestCase):
             self.assertEqual(self._many_udp(p, "burst", 20), [])
         self.assertGreaterEqual(self.up.dropped_mid_query, 1, self.upstream_snapshot())
 
+    def test_two_upstreams_round_robin_and_failover(self):
+        """Two upstreams with RoundRobin: both get a share of the queries; when one stops listening
+        and drops its connections, every query is still answered (retried on the other one)."""
+        up2 = self.start_upstream()
+        cfg = self.make_config(servers=[self.server_entry(self.up), self.server_entry(up2)])
+        with self.proxy(cfg) as p:
+            for i in range(40):
+                q, r = p.udp(f"rr{i}.two.up.test.")
+                self.assertAnswer(r, f"rr{i}.two.up.test.", "A", q.id)
+            shares = (self.up.queries_received, up2.queries_received)
+            self.assertTrue(min(shares) >= 8, f"RoundRobin over 2 servers gave them {shares} of 40 queries")
+            self.up.set_refuse(True)
+            self.up.drop_connections("rst")
+            for i in range(20):
+                t0 = time.monotonic()
+                q, r = p.udp(f"failover{i}.two.up.test.", timeout=scaled(4))
+                elapsed = time.monotonic() - t0
+                self.assertAnswer(r, f"failover{i}.two.up.test.", "A", q.id,
+                                  f"query {i} with one of two upstreams down")
+                self.assertLess(elapsed, scaled(2.0), f"query {i} with one upstream down took {elapsed:.2f} s")
+
     def test_refused_upstream_then_back(self):
         """Upstream stops listening and drops its connections: SERVFAIL within query_timeout, never
         silence. When it listens again, queries are answered again."""
