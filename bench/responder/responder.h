@@ -1,0 +1,180 @@
+// File: bench/responder/responder.h
+//
+// One dotresponder thread: its own io_uring, SO_REUSEPORT UDP socket and TCP/DoT listeners, the
+// client connections it accepted, its timer wheel (for --delay-ms) and its counters. Everything is
+// touched by that thread only, except the counters, which the main thread reads (single writer,
+// relaxed atomics on their own cache lines). Pipelined TCP/DoT queries are answered as soon as
+// they are parsed; all answers produced for a connection in one loop iteration leave in one send
+// (DoT: one SSL_write), at most one send in flight per socket.
+#ifndef DOTPROXY_BENCH_RESPONDER_RESPONDER_H_
+#define DOTPROXY_BENCH_RESPONDER_RESPONDER_H_
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <liburing.h>
+
+#include "absl/status/statusor.h"
+#include "base/socket_address.h"
+#include "base/unique_fd.h"
+#include "bench/responder/answer.h"
+#include "core/buffer_ring.h"
+#include "core/operation.h"
+#include "core/ring.h"
+#include "core/timer_wheel.h"
+#include "dns/tcp_framing.h"
+#include "tls/server_context.h"
+#include "tls/server_stream.h"
+
+namespace dotproxy::bench {
+
+struct ResponderOptions {
+  bool has_udp = false;
+  base::SocketAddress udp_addr;
+  bool has_tcp = false;
+  base::SocketAddress tcp_addr;
+  bool has_dot = false;
+  base::SocketAddress dot_addr;
+  std::string cert_file;  // DoT certificate chain (PEM)
+  std::string key_file;   // DoT private key (PEM)
+  AnswerOptions answer;
+  int64_t delay_ms = 0;   // hold every answer this long before sending it
+};
+
+// Single writer (the responder thread) with relaxed load+store; the main thread sums them.
+// 128-byte alignment keeps two threads' blocks off each other's cache lines (and the adjacent-line
+// prefetcher).
+struct alignas(128) ResponderCounters {
+  std::atomic<uint64_t> udp_queries{0};
+  std::atomic<uint64_t> tcp_queries{0};
+  std::atomic<uint64_t> dot_queries{0};
+  std::atomic<uint64_t> dropped{0};              // no reply slot, truncated datagram, bad frame
+  std::atomic<uint64_t> connections{0};          // TCP + DoT connections accepted
+  std::atomic<uint64_t> handshakes{0};           // DoT handshakes completed
+  std::atomic<uint64_t> handshakes_resumed{0};   // ... of which resumed a session
+  std::atomic<uint64_t> handshake_failures{0};
+};
+
+class Responder {
+ public:
+  static absl::StatusOr<std::unique_ptr<Responder>> Create(const ResponderOptions& options,
+                                                           uint32_t thread_id);
+  ~Responder();
+  Responder(const Responder&) = delete;
+  Responder& operator=(const Responder&) = delete;
+
+  // Serves until `stop` becomes true (checked at least every 100 ms).
+  void Run(const std::atomic<bool>& stop);
+
+  const ResponderCounters& counters() const { return counters_; }
+
+ private:
+  enum TimerKind : uint32_t { kTimerUdpReply = 1, kTimerStreamAnswer = 2 };
+  enum ListenerIndex : uint32_t { kListenerTcp = 0, kListenerDot = 1 };
+
+  // One UDP answer from build to send completion.
+  struct UdpReply {
+    core::Operation send_op;
+    core::Timer timer;      // --delay-ms
+    msghdr msg{};
+    iovec iov{};
+    sockaddr_in6 peer{};
+    uint8_t* buf = nullptr;  // into udp_arena_
+  };
+
+  // One accepted TCP or DoT client connection (RFC 7766, RFC 7858).
+  struct Conn {
+    enum class State : uint8_t { kFree, kOpen, kClosing };
+    State state = State::kFree;
+    bool is_dot = false;
+    bool is_recv_pending = false;    // the multishot recv has not ended
+    bool is_send_pending = false;
+    bool is_dirty = false;           // on the flush list
+    uint32_t generation = 0;         // advances when the entry is reused
+    base::UniqueFd fd;
+    core::Operation recv_op;
+    core::Operation send_op;
+    dns::FrameReader reader;
+    std::unique_ptr<tls::ServerStream> tls;
+    std::vector<uint8_t> plain_out;      // DoT: framed answers waiting for the next SSL_write
+    std::vector<uint8_t> out;            // bytes for the next send (TCP: frames; DoT: records)
+    std::vector<uint8_t> out_inflight;   // bytes of the send in flight
+    size_t out_offset = 0;               // of out_inflight already sent
+  };
+
+  // A TCP/DoT answer held back by --delay-ms.
+  struct StreamAnswer {
+    core::Timer timer;
+    uint32_t index = 0;       // in stream_answers_
+    uint32_t conn = 0;
+    uint32_t generation = 0;  // the connection's, when the answer was built
+    std::vector<uint8_t> frame;
+  };
+
+  Responder(const ResponderOptions& options, uint32_t thread_id);
+  absl::Status Init();
+
+  void Dispatch(const io_uring_cqe& cqe);
+  void OnTimer(core::Timer* timer);
+  void FlushDirty();
+
+  void ArmUdpRecv();
+  void OnUdpRecv(const io_uring_cqe& cqe);
+  void SendUdp(uint32_t reply);
+  void OnUdpSendDone(uint32_t reply, int res);
+
+  void ArmAccept(uint32_t listener);
+  void OnAccept(uint32_t listener, const io_uring_cqe& cqe);
+  void ArmRecv(uint32_t conn);
+  void OnRecv(uint32_t conn, const io_uring_cqe& cqe);
+  void DriveTls(uint32_t conn);
+  bool OnFrame(uint32_t conn, const uint8_t* msg, size_t len);
+  void QueueFrame(uint32_t conn, const uint8_t* frame, size_t len);
+  void MarkDirty(uint32_t conn);
+  void StartSend(uint32_t conn);
+  void OnSendDone(uint32_t conn, int res);
+  void CloseConn(uint32_t conn);
+  void MaybeFreeConn(uint32_t conn);
+
+  const ResponderOptions options_;
+  const uint32_t thread_id_;
+  std::unique_ptr<core::Ring> ring_;
+  std::unique_ptr<core::BufferRing> udp_buffers_;
+  std::unique_ptr<core::BufferRing> stream_buffers_;
+  std::unique_ptr<tls::ServerContext> tls_;
+  core::TimerWheel timers_;
+  int64_t now_ms_ = 0;
+
+  base::UniqueFd udp_fd_;
+  msghdr udp_recv_template_{};
+  core::Operation udp_recv_op_;
+  std::vector<UdpReply> udp_replies_;
+  std::vector<uint32_t> free_udp_replies_;
+  std::vector<uint8_t> udp_arena_;     // reply buffers, udp_reply_bytes_ each
+  size_t udp_reply_bytes_ = 0;
+
+  base::UniqueFd listen_fds_[2];       // kListenerTcp, kListenerDot
+  core::Operation accept_ops_[2];
+
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::vector<uint32_t> free_conns_;
+  std::vector<uint32_t> dirty_conns_;
+  std::vector<std::unique_ptr<StreamAnswer>> stream_answers_;
+  std::vector<uint32_t> free_stream_answers_;
+
+  std::vector<uint8_t> plaintext_;     // SSL_read scratch
+  std::vector<uint8_t> scratch_;       // answer assembly: 2-byte prefix + message
+
+  ResponderCounters counters_;
+};
+
+}  // namespace dotproxy::bench
+
+#endif  // DOTPROXY_BENCH_RESPONDER_RESPONDER_H_
