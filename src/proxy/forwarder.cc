@@ -13,7 +13,6 @@
 namespace dotproxy::proxy {
 namespace {
 
-constexpr size_t kUpstreamRecvSize = 16 * 1024;
 constexpr size_t kKeepCapacity = 16 * 1024;
 // Attempts that time out on one connection, with no response in between, before it is treated
 // as half-dead (a NAT dropped its state, say) and replaced.
@@ -429,7 +428,6 @@ void Shard::OnUpstreamConnect(uint32_t conn, int res) {
     return;
   }
   c.state = upstream::Connection::State::kHandshaking;
-  c.recv_buf.resize(kUpstreamRecvSize);
   const int64_t timeout = Millis(server.config->handshake_timeout);
   if (timeout > 0) {
     timers_.Schedule(&c.timer, now_ms_ + timeout);
@@ -444,24 +442,41 @@ void Shard::ArmUpstreamRecv(uint32_t conn) {
   upstream::Connection& c = *upstream_conns_[conn];
   c.recv_op.generation = c.generation;
   io_uring_sqe* sqe = ring_->GetSqe(&c.recv_op);
-  io_uring_prep_recv(sqe, c.fd.get(), c.recv_buf.data(), c.recv_buf.size(), 0);
+  // Ciphertext lands in a shared provided buffer that is handed back as soon as TLS has consumed
+  // it, so an idle connection holds no receive buffer.
+  io_uring_prep_recv(sqe, c.fd.get(), nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = upstream_buffers_->group_id();
   c.is_recv_pending = true;
 }
 
-void Shard::OnUpstreamRecv(uint32_t conn, int res) {
+void Shard::OnUpstreamRecv(uint32_t conn, const io_uring_cqe& cqe) {
   upstream::Connection& c = *upstream_conns_[conn];
   c.is_recv_pending = false;
+  const int res = cqe.res;
+  const bool has_buffer = (cqe.flags & IORING_CQE_F_BUFFER) != 0;
+  const uint16_t bid = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
   if (c.state != upstream::Connection::State::kHandshaking &&
       c.state != upstream::Connection::State::kReady) {
+    if (has_buffer) {
+      upstream_buffers_->Recycle(bid);
+    }
     MaybeFinishUpstreamClose(conn);
     return;
   }
-  if (res <= 0) {
+  if (res == -ENOBUFS) {
+    ArmUpstreamRecv(conn);  // every shared buffer is in use this instant; the bytes wait
+    return;
+  }
+  if (res <= 0 || !has_buffer) {
     FailConnection(conn, res == 0 ? "connection closed by the server" : strerror(-res));
     return;
   }
-  c.tls->SetInput(c.recv_buf.data(), static_cast<size_t>(res));
+  c.tls->SetInput(upstream_buffers_->buffer(bid), static_cast<size_t>(res));
   DriveTls(conn);
+  // TLS reads until its BIO is empty, so the buffer is fully consumed (or the connection failed).
+  c.tls_input_done();
+  upstream_buffers_->Recycle(bid);
   if (c.state == upstream::Connection::State::kHandshaking ||
       c.state == upstream::Connection::State::kReady) {
     ArmUpstreamRecv(conn);
@@ -767,7 +782,6 @@ void Shard::MaybeFinishUpstreamClose(uint32_t conn) {
   c.is_graceful_close = false;
   c.send_pending.clear();
   c.send_inflight.clear();
-  std::vector<uint8_t>().swap(c.recv_buf);
   ReleaseIfLarge(c.send_pending);
   ReleaseIfLarge(c.send_inflight);
   c.reader.Clear();

@@ -20,6 +20,11 @@ namespace {
 constexpr uint32_t kQuerySlots = 8192;
 // Plaintext read per SSL_read call.
 constexpr size_t kPlaintextChunk = 64 * 1024;
+// Upstream ciphertext buffers, shared by the shard's upstream connections: 16 KiB holds a full
+// TLS record.
+constexpr uint16_t kUpstreamBufferGroup = 3;
+constexpr uint32_t kUpstreamBufferCount = 128;
+constexpr uint32_t kUpstreamBufferSize = 16 * 1024 + 512;
 
 }  // namespace
 
@@ -30,10 +35,11 @@ Shard::Shard(const config::Config& config, uint32_t shard_id, uint32_t shard_cou
       timers_(core::MonotonicMillis()) {}
 
 Shard::~Shard() {
-  // Tear the ring down first: that cancels every request still in flight, so nothing the kernel
-  // could still write into (buffers, msghdrs) is freed before it.
+  // Unregister the buffer rings, then tear the ring down, which cancels every request still in
+  // flight, before any memory those requests point at (msghdrs, send buffers) is freed.
   udp_buffers_.reset();
   tcp_buffers_.reset();
+  upstream_buffers_.reset();
   ring_.reset();
 }
 
@@ -69,6 +75,9 @@ absl::Status Shard::Init() {
   if (config_.listener.tcp.enabled) {
     RETURN_IF_ERROR(InitTcp());
   }
+  ASSIGN_OR_RETURN(upstream_buffers_,
+                   core::BufferRing::Create(ring_->raw(), kUpstreamBufferGroup,
+                                            kUpstreamBufferCount, kUpstreamBufferSize));
   RETURN_IF_ERROR(InitUpstreams());
   ArmWake();
   LOG(kInfo, "shard %u: io_uring %s, udp port %u, tcp port %u, %zu upstream connections",
@@ -144,7 +153,7 @@ void Shard::Dispatch(const io_uring_cqe& cqe) {
       OnUpstreamConnect(op->index, cqe.res);
       break;
     case core::OpKind::kUpstreamRecv:
-      OnUpstreamRecv(op->index, cqe.res);
+      OnUpstreamRecv(op->index, cqe);
       break;
     case core::OpKind::kUpstreamSend:
       OnUpstreamSendDone(op->index, cqe.res);

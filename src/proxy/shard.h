@@ -196,7 +196,7 @@ class Shard {
   int32_t PickConnection(uint32_t server);
   void Connect(uint32_t conn);
   void OnUpstreamConnect(uint32_t conn, int res);
-  void OnUpstreamRecv(uint32_t conn, int res);
+  void OnUpstreamRecv(uint32_t conn, const io_uring_cqe& cqe);
   void OnUpstreamSendDone(uint32_t conn, int res);
   void DriveTls(uint32_t conn);
   void OnUpstreamReady(uint32_t conn);
@@ -226,6 +226,7 @@ class Shard {
   std::unique_ptr<core::Ring> ring_;
   std::unique_ptr<core::BufferRing> udp_buffers_;
   std::unique_ptr<core::BufferRing> tcp_buffers_;
+  std::unique_ptr<core::BufferRing> upstream_buffers_;  // ciphertext from upstream connections
   core::TimerWheel timers_;
   int64_t now_ms_ = 0;                  // loop time, refreshed once per iteration
   int64_t now_ns_ = 0;                  // the same instant in nanoseconds

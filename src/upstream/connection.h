@@ -44,6 +44,12 @@ class Connection {
   }
   dns::IdSlotTable& ids() { return ids_; }
   const dns::IdSlotTable& ids() const { return ids_; }
+  // Forgets the ciphertext of the last recv once its shared buffer goes back to the ring.
+  void tls_input_done() {
+    if (tls != nullptr) {
+      tls->SetInput(nullptr, 0);
+    }
+  }
   uint32_t ops_in_flight() const {
     return static_cast<uint32_t>(is_connect_pending) + static_cast<uint32_t>(is_recv_pending) +
            static_cast<uint32_t>(is_send_pending);
@@ -62,7 +68,6 @@ class Connection {
   bool is_send_pending = false;
   bool is_dirty = false;                 // on the shard's flush list
   bool is_graceful_close = false;        // stale close: send close_notify, then reconnect at once
-  std::vector<uint8_t> recv_buf;         // ciphertext from the last recv
   std::vector<uint8_t> send_pending;     // ciphertext produced since the last send started
   std::vector<uint8_t> send_inflight;    // ciphertext of the send in flight
   size_t send_offset = 0;                // bytes of send_inflight already sent
