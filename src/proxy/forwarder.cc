@@ -13,7 +13,6 @@
 namespace dotproxy::proxy {
 namespace {
 
-constexpr size_t kKeepCapacity = 16 * 1024;
 // Attempts that time out on one connection, with no response in between, before it is treated
 // as half-dead (a NAT dropped its state, say) and replaced.
 constexpr uint32_t kMaxTimeoutsWithoutReply = 3;
@@ -25,12 +24,6 @@ constexpr int64_t kReconnectBaseMs = 100;
 constexpr int64_t kReconnectCapMs = 10'000;
 
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
-
-void ReleaseIfLarge(std::vector<uint8_t>& v) {
-  if (v.capacity() > kKeepCapacity) {
-    std::vector<uint8_t>().swap(v);
-  }
-}
 
 }  // namespace
 
@@ -58,8 +51,8 @@ void Shard::ReleaseQuerySlot(uint32_t slot_index) {
   timers_.Cancel(&slot.timer);
   slot.state = QuerySlot::State::kFree;
   ++slot.generation;
-  ReleaseIfLarge(slot.query);
-  ReleaseIfLarge(slot.reply);
+  net::ReleaseIfLarge(slot.query);
+  net::ReleaseIfLarge(slot.reply);
   free_slots_.push_back(slot_index);
 }
 
@@ -421,7 +414,7 @@ void Shard::OnUpstreamConnect(uint32_t conn, int res) {
     return;
   }
   Server& server = servers_[c.server()];
-  c.tls = tls::TlsStream::Create(*server.tls, &c.send_pending);
+  c.tls = tls::TlsStream::Create(*server.tls, &c.output.pending());
   if (c.tls == nullptr) {
     ++counters_.upstream_handshake_failures;
     FailConnection(conn, "cannot create a TLS session");
@@ -614,56 +607,37 @@ void Shard::FlushUpstream(uint32_t conn) {
     return;
   }
   c.plain_pending.clear();
-  ReleaseIfLarge(c.plain_pending);
+  net::ReleaseIfLarge(c.plain_pending);
   StartUpstreamSend(conn);
 }
 
 void Shard::StartUpstreamSend(uint32_t conn) {
   upstream::Connection& c = *upstream_conns_[conn];
-  if (c.is_send_pending || c.send_pending.empty() || !c.fd.is_valid()) {
+  if (!c.fd.is_valid() ||
+      (c.state == upstream::Connection::State::kClosing && !c.is_graceful_close)) {
     return;
   }
-  if (c.state == upstream::Connection::State::kClosing && !c.is_graceful_close) {
-    return;
-  }
-  c.send_inflight.swap(c.send_pending);
-  c.send_pending.clear();
-  c.send_offset = 0;
   c.send_op.generation = c.generation;
-  io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
-  io_uring_prep_send(sqe, c.fd.get(), c.send_inflight.data(), c.send_inflight.size(),
-                     MSG_NOSIGNAL);
-  c.is_send_pending = true;
+  c.output.Start(*ring_, &c.send_op, c.fd.get());
 }
 
 void Shard::OnUpstreamSendDone(uint32_t conn, int res) {
   upstream::Connection& c = *upstream_conns_[conn];
-  c.is_send_pending = false;
   const bool is_closing = c.state == upstream::Connection::State::kClosing;
-  if (res <= 0) {
-    if (is_closing) {
-      MaybeFinishUpstreamClose(conn);
-    } else {
-      FailConnection(conn, res == 0 ? "send made no progress" : strerror(-res));
-    }
+  const net::SendQueue::Result result = c.output.OnComplete(
+      *ring_, &c.send_op, c.fd.get(), is_closing && !c.is_graceful_close ? -ECANCELED : res);
+  if (result == net::SendQueue::Result::kPartial) {
     return;
   }
-  c.send_offset += static_cast<size_t>(res);
-  if (c.send_offset < c.send_inflight.size()) {
-    io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
-    io_uring_prep_send(sqe, c.fd.get(), c.send_inflight.data() + c.send_offset,
-                       c.send_inflight.size() - c.send_offset, MSG_NOSIGNAL);
-    c.is_send_pending = true;
-    return;
-  }
-  c.send_inflight.clear();
-  ReleaseIfLarge(c.send_inflight);
   if (is_closing) {
-    if (c.is_graceful_close && !c.send_pending.empty()) {
-      StartUpstreamSend(conn);
-    } else {
-      MaybeFinishUpstreamClose(conn);
+    if (result == net::SendQueue::Result::kDone && c.is_graceful_close) {
+      StartUpstreamSend(conn);  // the close_notify, if it was queued behind
     }
+    MaybeFinishUpstreamClose(conn);
+    return;
+  }
+  if (result == net::SendQueue::Result::kFailed) {
+    FailConnection(conn, res == 0 ? "send made no progress" : strerror(-res));
     return;
   }
   StartUpstreamSend(conn);
@@ -718,10 +692,7 @@ void Shard::FailConnection(uint32_t conn, const char* reason) {
   timers_.Cancel(&c.timer);
   c.plain_pending.clear();
   c.reader.Clear();
-  if (!is_graceful) {
-    c.send_pending.clear();
-  }
-  if (c.is_connect_pending || c.is_recv_pending || (c.is_send_pending && !is_graceful)) {
+  if (c.is_connect_pending || c.is_recv_pending || (c.output.is_sending() && !is_graceful)) {
     io_uring_sqe* sqe = ring_->GetSqe(nullptr);
     if (is_graceful) {
       io_uring_prep_cancel(sqe, &c.recv_op, 0);  // let the close_notify go out
@@ -780,10 +751,7 @@ void Shard::MaybeFinishUpstreamClose(uint32_t conn) {
   c.tls.reset();
   c.fd.reset();
   c.is_graceful_close = false;
-  c.send_pending.clear();
-  c.send_inflight.clear();
-  ReleaseIfLarge(c.send_pending);
-  ReleaseIfLarge(c.send_inflight);
+  c.output.Clear();
   c.reader.Clear();
   c.state = upstream::Connection::State::kFree;
   ++c.generation;

@@ -33,6 +33,7 @@
 #include "core/timer_wheel.h"
 #include "dns/message.h"
 #include "dns/tcp_framing.h"
+#include "net/send_queue.h"
 #include "proxy/counters.h"
 #include "tls/tls_context.h"
 #include "upstream/balancer.h"
@@ -113,7 +114,6 @@ class Shard {
     enum class State : uint8_t { kFree, kOpen, kClosing };
     State state = State::kFree;
     bool is_recv_pending = false;
-    bool is_send_pending = false;
     bool is_peer_closed = false;       // peer shut down its sending side
     bool is_paused = false;            // in-flight cap reached: not reading
     bool is_dirty = false;             // on the flush list
@@ -123,9 +123,7 @@ class Shard {
     core::Operation recv_op;
     core::Operation send_op;
     dns::FrameReader reader;
-    std::vector<uint8_t> send_pending;   // framed responses queued
-    std::vector<uint8_t> send_inflight;  // bytes of the send in flight
-    size_t send_offset = 0;
+    net::SendQueue output;             // framed responses, one send in flight
     int64_t last_activity_ms = 0;
     int64_t send_started_ms = 0;
     core::Timer timer;                 // idle (read_timeout) and write_timeout checks

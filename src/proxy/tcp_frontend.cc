@@ -18,14 +18,6 @@ constexpr uint32_t kTcpBufferSize = 4096;
 // Entries beyond max_connections for connections still closing (their requests are cancelled
 // asynchronously), so shedding an idle client can admit a new one at once.
 constexpr uint32_t kClosingSpare = 256;
-constexpr size_t kKeepCapacity = 16 * 1024;
-
-void ReleaseIfLarge(std::vector<uint8_t>& v) {
-  if (v.capacity() > kKeepCapacity) {
-    std::vector<uint8_t>().swap(v);
-  }
-}
-
 }  // namespace
 
 absl::Status Shard::InitTcp() {
@@ -97,7 +89,6 @@ void Shard::OnAccept(const io_uring_cqe& cqe) {
   c.is_peer_closed = false;
   c.is_paused = false;
   c.inflight = 0;
-  c.send_offset = 0;
   c.last_activity_ms = now_ms_;
   ++open_tcp_clients_;
   ++counters_.tcp_accepted;
@@ -110,8 +101,8 @@ bool Shard::ShedIdleTcpClient() {
   int32_t victim = -1;
   for (uint32_t i = 0; i < tcp_clients_.size(); ++i) {
     const TcpClient& c = tcp_clients_[i];
-    if (c.state == TcpClient::State::kOpen && c.inflight == 0 && !c.is_send_pending &&
-        c.send_pending.empty() && c.last_activity_ms < oldest) {
+    if (c.state == TcpClient::State::kOpen && c.inflight == 0 && c.output.is_idle() &&
+        c.last_activity_ms < oldest) {
       oldest = c.last_activity_ms;
       victim = static_cast<int32_t>(i);
     }
@@ -222,11 +213,12 @@ bool Shard::OnTcpMessage(uint32_t index, const uint8_t* msg, size_t len) {
 
 void Shard::QueueTcpResponse(uint32_t index, const uint8_t* msg, size_t len, uint16_t client_id) {
   TcpClient& c = tcp_clients_[index];
-  const size_t offset = c.send_pending.size();
-  c.send_pending.resize(offset + 2 + len);
-  dns::WriteLengthPrefix(c.send_pending.data() + offset, len);
-  memcpy(c.send_pending.data() + offset + 2, msg, len);
-  dns::SetId(c.send_pending.data() + offset + 2, client_id);
+  std::vector<uint8_t>& out = c.output.pending();
+  const size_t offset = out.size();
+  out.resize(offset + 2 + len);
+  dns::WriteLengthPrefix(out.data() + offset, len);
+  memcpy(out.data() + offset + 2, msg, len);
+  dns::SetId(out.data() + offset + 2, client_id);
   --c.inflight;
   c.last_activity_ms = now_ms_;
   if (!c.is_dirty) {
@@ -274,53 +266,40 @@ void Shard::StartTcpSend(uint32_t index) {
   if (c.is_paused) {
     ResumeTcpClient(index);
   }
-  if (c.is_send_pending) {
-    return;  // one send in flight per socket: io_uring does not order independent sends
-  }
-  if (c.send_pending.empty()) {
+  if (c.output.is_idle()) {
     MaybeCloseAfterPeerEof(index);
     return;
   }
-  c.send_inflight.swap(c.send_pending);
-  c.send_pending.clear();
-  c.send_offset = 0;
-  c.send_started_ms = now_ms_;
   c.send_op.generation = c.generation;
-  io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
-  io_uring_prep_send(sqe, c.fd.get(), c.send_inflight.data(), c.send_inflight.size(),
-                     MSG_NOSIGNAL);
-  c.is_send_pending = true;
+  if (c.output.Start(*ring_, &c.send_op, c.fd.get())) {
+    c.send_started_ms = now_ms_;
+  }
 }
 
 void Shard::OnTcpSendDone(uint32_t index, int res) {
   TcpClient& c = tcp_clients_[index];
-  c.is_send_pending = false;
+  const net::SendQueue::Result result = c.output.OnComplete(*ring_, &c.send_op, c.fd.get(),
+                                                            c.state == TcpClient::State::kOpen
+                                                                ? res
+                                                                : -ECANCELED);
   if (c.state != TcpClient::State::kOpen) {
     MaybeFinishTcpClose(index);
     return;
   }
-  if (res <= 0) {
+  if (result == net::SendQueue::Result::kFailed) {
     CloseTcpClient(index);
     return;
   }
-  c.send_offset += static_cast<size_t>(res);
-  if (c.send_offset < c.send_inflight.size()) {
-    io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
-    io_uring_prep_send(sqe, c.fd.get(), c.send_inflight.data() + c.send_offset,
-                       c.send_inflight.size() - c.send_offset, MSG_NOSIGNAL);
-    c.is_send_pending = true;
-    return;
+  if (result == net::SendQueue::Result::kDone) {
+    c.last_activity_ms = now_ms_;
+    StartTcpSend(index);
   }
-  c.send_inflight.clear();
-  ReleaseIfLarge(c.send_inflight);
-  c.last_activity_ms = now_ms_;
-  StartTcpSend(index);
 }
 
 void Shard::MaybeCloseAfterPeerEof(uint32_t index) {
   TcpClient& c = tcp_clients_[index];
   if (c.state == TcpClient::State::kOpen && c.is_peer_closed && c.inflight == 0 &&
-      !c.is_send_pending && c.send_pending.empty() && !c.is_paused) {
+      c.output.is_idle() && !c.is_paused) {
     CloseTcpClient(index);
   }
 }
@@ -332,12 +311,13 @@ void Shard::OnTcpTimer(uint32_t index) {
   }
   const int64_t read_timeout = absl::ToInt64Milliseconds(config_.listener.tcp.read_timeout);
   const int64_t write_timeout = absl::ToInt64Milliseconds(config_.listener.tcp.write_timeout);
-  if (c.is_send_pending && write_timeout > 0 && now_ms_ - c.send_started_ms >= write_timeout) {
+  if (c.output.is_sending() && write_timeout > 0 &&
+      now_ms_ - c.send_started_ms >= write_timeout) {
     ++counters_.tcp_idle_closed;
     CloseTcpClient(index);
     return;
   }
-  const bool is_idle = c.inflight == 0 && !c.is_send_pending && c.send_pending.empty();
+  const bool is_idle = c.inflight == 0 && c.output.is_idle();
   if (is_idle && read_timeout > 0 && now_ms_ - c.last_activity_ms >= read_timeout) {
     ++counters_.tcp_idle_closed;
     CloseTcpClient(index);
@@ -347,7 +327,7 @@ void Shard::OnTcpTimer(uint32_t index) {
   if (next <= now_ms_) {
     next = now_ms_ + std::max<int64_t>(read_timeout, 100);
   }
-  if (c.is_send_pending && write_timeout > 0) {
+  if (c.output.is_sending() && write_timeout > 0) {
     next = std::min(next, c.send_started_ms + write_timeout);
   }
   timers_.Schedule(&c.timer, next);
@@ -361,7 +341,7 @@ void Shard::CloseTcpClient(uint32_t index) {
   c.state = TcpClient::State::kClosing;
   --open_tcp_clients_;
   timers_.Cancel(&c.timer);
-  if (c.is_recv_pending || c.is_send_pending) {
+  if (c.is_recv_pending || c.output.is_sending()) {
     // close() would not end a pending request (it holds its own file reference): cancel, then
     // free the entry when the last completion has arrived.
     io_uring_sqe* sqe = ring_->GetSqe(nullptr);
@@ -372,15 +352,12 @@ void Shard::CloseTcpClient(uint32_t index) {
 
 void Shard::MaybeFinishTcpClose(uint32_t index) {
   TcpClient& c = tcp_clients_[index];
-  if (c.state != TcpClient::State::kClosing || c.is_recv_pending || c.is_send_pending) {
+  if (c.state != TcpClient::State::kClosing || c.is_recv_pending || c.output.is_sending()) {
     return;
   }
   c.fd.reset();
   c.reader.Clear();
-  c.send_pending.clear();
-  c.send_inflight.clear();
-  ReleaseIfLarge(c.send_pending);
-  ReleaseIfLarge(c.send_inflight);
+  c.output.Clear();
   c.state = TcpClient::State::kFree;
   ++c.generation;
   free_tcp_clients_.push_back(index);

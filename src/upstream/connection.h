@@ -16,6 +16,7 @@
 #include "core/timer_wheel.h"
 #include "dns/query_id.h"
 #include "dns/tcp_framing.h"
+#include "net/send_queue.h"
 #include "tls/tls_stream.h"
 
 namespace dotproxy::upstream {
@@ -52,7 +53,7 @@ class Connection {
   }
   uint32_t ops_in_flight() const {
     return static_cast<uint32_t>(is_connect_pending) + static_cast<uint32_t>(is_recv_pending) +
-           static_cast<uint32_t>(is_send_pending);
+           static_cast<uint32_t>(output.is_sending());
   }
 
   State state = State::kIdle;
@@ -65,12 +66,9 @@ class Connection {
   core::Operation timeout_op;            // link timeout of connect; completion ignored
   bool is_connect_pending = false;
   bool is_recv_pending = false;
-  bool is_send_pending = false;
   bool is_dirty = false;                 // on the shard's flush list
   bool is_graceful_close = false;        // stale close: send close_notify, then reconnect at once
-  std::vector<uint8_t> send_pending;     // ciphertext produced since the last send started
-  std::vector<uint8_t> send_inflight;    // ciphertext of the send in flight
-  size_t send_offset = 0;                // bytes of send_inflight already sent
+  net::SendQueue output;                 // ciphertext; the TLS BIO appends to output.pending()
   std::vector<uint8_t> plain_pending;    // framed queries waiting for the next SSL_write
   dns::FrameReader reader;               // plaintext responses, split anywhere
   core::Timer timer;                     // connect/handshake deadline, stale close, reconnect

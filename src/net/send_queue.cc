@@ -1,0 +1,59 @@
+#include "net/send_queue.h"
+
+#include <sys/socket.h>
+
+namespace dotproxy::net {
+namespace {
+
+constexpr size_t kKeepCapacity = 16 * 1024;
+
+}  // namespace
+
+void ReleaseIfLarge(std::vector<uint8_t>& buffer) {
+  if (buffer.capacity() > kKeepCapacity) {
+    std::vector<uint8_t>().swap(buffer);
+  }
+}
+
+bool SendQueue::Start(core::Ring& ring, core::Operation* op, int fd) {
+  if (is_sending_ || pending_.empty()) {
+    return false;
+  }
+  inflight_.swap(pending_);
+  pending_.clear();
+  offset_ = 0;
+  Submit(ring, op, fd);
+  return true;
+}
+
+SendQueue::Result SendQueue::OnComplete(core::Ring& ring, core::Operation* op, int fd, int res) {
+  is_sending_ = false;
+  if (res <= 0) {
+    return Result::kFailed;
+  }
+  offset_ += static_cast<size_t>(res);
+  if (offset_ < inflight_.size()) {
+    Submit(ring, op, fd);
+    return Result::kPartial;
+  }
+  inflight_.clear();
+  ReleaseIfLarge(inflight_);
+  return Result::kDone;
+}
+
+void SendQueue::Clear() {
+  pending_.clear();
+  inflight_.clear();
+  ReleaseIfLarge(pending_);
+  ReleaseIfLarge(inflight_);
+  offset_ = 0;
+}
+
+void SendQueue::Submit(core::Ring& ring, core::Operation* op, int fd) {
+  io_uring_sqe* sqe = ring.GetSqe(op);
+  io_uring_prep_send(sqe, fd, inflight_.data() + offset_, inflight_.size() - offset_,
+                     MSG_NOSIGNAL);
+  is_sending_ = true;
+}
+
+}  // namespace dotproxy::net
