@@ -573,8 +573,13 @@ bool Shard::OnUpstreamMessage(uint32_t conn, const uint8_t* msg, size_t len) {
     }
   }
   const bool is_attempt = attempt >= 0;
-  if (slot.state != QuerySlot::State::kWaiting || !is_attempt ||
-      !dns::ResponseMatchesQuery(slot.query.data(), slot.info, msg, len)) {
+  // A message that is not a response (QR=0, say an echo of the query) or answers another opcode
+  // is as wrong as one for another question.
+  const bool is_match =
+      slot.state == QuerySlot::State::kWaiting && is_attempt && dns::IsResponse(msg) &&
+      ((dns::GetFlags(msg) ^ dns::GetFlags(slot.query.data())) & dns::kOpcodeMask) == 0 &&
+      dns::ResponseMatchesQuery(slot.query.data(), slot.info, msg, len);
+  if (!is_match) {
     ++counters_.upstream_mismatch;
     LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: dropped a response whose question does not match",
                     servers_[c.server()].config->addr_text);
