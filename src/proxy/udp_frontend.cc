@@ -19,7 +19,9 @@ constexpr uint32_t kUdpBufferCount = 256;
 // is never cut. Pages a buffer never uses are never touched, so this costs address space only.
 constexpr uint32_t kUdpBufferSize = 65536 + 1024;
 constexpr socklen_t kControlSize = CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(in_pktinfo));
-static_assert(kUdpBufferSize >= sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in6) +
+constexpr socklen_t kNameSpace = (sizeof(sockaddr_in6) + 7) & ~7u;
+static_assert((sizeof(io_uring_recvmsg_out) + kNameSpace) % alignof(cmsghdr) == 0);
+static_assert(kUdpBufferSize >= sizeof(io_uring_recvmsg_out) + kNameSpace +
                                     kControlSize + dns::kMaxMessageSize);
 
 }  // namespace
@@ -29,7 +31,9 @@ absl::Status Shard::InitUdp() {
   is_udp_wildcard_ = config_.listener.udp.addr.is_wildcard();
   ASSIGN_OR_RETURN(udp_buffers_, core::BufferRing::Create(ring_->raw(), kUdpBufferGroup,
                                                           kUdpBufferCount, kUdpBufferSize));
-  udp_recv_template_.msg_namelen = sizeof(sockaddr_in6);
+  // The kernel lays out [io_uring_recvmsg_out][name: namelen][control][payload]; rounding the
+  // name area up to 8 bytes keeps the cmsghdrs that follow it aligned.
+  udp_recv_template_.msg_namelen = kNameSpace;
   udp_recv_template_.msg_controllen = kControlSize;
   udp_recv_op_.kind = core::OpKind::kUdpRecv;
   ArmUdpRecv();

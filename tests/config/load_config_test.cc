@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +43,19 @@ upstream:
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// True when `key:` appears in `text` at the start of a line or after a space, '#' or '-'
+// (std::regex is avoided: GCC 12 warns inside <regex> under -fsanitize=address).
+bool IsDocumented(const std::string& text, const std::string& key) {
+  const std::string needle = key + ":";
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    if (at == 0 || text[at - 1] == '\n' || text[at - 1] == ' ' || text[at - 1] == '#' ||
+        text[at - 1] == '-') {
+      return true;
+    }
+  }
+  return false;
 }
 
 // Every ServerConfig field except addr, addr_text and server_name equals the default.
@@ -197,7 +209,7 @@ TEST_F(LoadConfigTest, ExampleMentionsEveryKey) {
       "workers",
   };
   for (const char* key : keys) {
-    EXPECT_TRUE(std::regex_search(text, std::regex(absl::StrCat("(^|\\n|[ #-])", key, ":"))))
+    EXPECT_TRUE(IsDocumented(text, key))
         << key << " is not documented in config.example.yaml";
   }
 }

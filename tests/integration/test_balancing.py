@@ -130,14 +130,16 @@ class BalancingTest(harness.ProxyTestCase):
             with self.subTest(servers=n):
                 ups = self.upstreams(2) if n == 2 else [self.start_upstream() for _ in range(3)]
                 with self.proxy(self.lb_config(policy, ups)) as p:
-                    before = self.counts(ups)
+                    before = self.counts(ups)  # the harness's ready probe went to one of them
                     self.assertEqual(self.sequential(p, f"h{n}", count), [])
                     d = self.delta(before, self.counts(ups))
                     self.assertEqual(sum(d), count, f"{policy}: upstream query counts {d} != {count}")
                     if policy == "Failover":
                         self.assertEqual(d[0], count, f"Failover sent {d} (all should go to the first)")
                     elif policy == "LeastOutstanding":
-                        self.assertTrue(all(x >= 1 for x in d), f"LeastOutstanding never measured a server: {d}")
+                        total = self.counts(ups)
+                        self.assertTrue(all(x >= 1 for x in total),
+                                        f"LeastOutstanding never measured a server: {total} since start-up")
                         before = self.counts(ups)
                         res = []
                         for b in range(10):
@@ -282,6 +284,34 @@ class BalancingTest(harness.ProxyTestCase):
 
     def test_least_outstanding_three_servers_first_dead_at_start(self):
         self.check_outage_and_recovery("LeastOutstanding", 3, dead_from_start=True)
+
+    def test_least_outstanding_slow_then_dead_then_back(self):
+        """LeastOutstanding, two servers. The first answers 100 ms late for 0.3 s of traffic, then
+        stops listening for 1 s, then comes back as fast as the second. Under bursts of 4 queries it
+        must get queries again within RECOVERY_BOUND_S: the latency it had before it died must not
+        keep it out for good (it never gets a query, so it never gets a new measurement)."""
+        ups = self.upstreams(2)
+        first = ups[0]
+        with self.proxy(self.lb_config("LeastOutstanding", ups)) as p:
+            first.answer_delay_ms = 100
+            self.assertAllAnswered(self.bursts(p, "slow", duration=0.3), "first server slow")
+            self.assertGreater(first.queries_received, 0, "the slow first server got no query at all")
+            first.set_refuse(True)
+            first.drop_connections("rst")
+            first.answer_delay_ms = 0
+            self.assertAllAnswered(self.bursts(p, "dead", duration=1.0), "first server not listening")
+            first.set_refuse(False)
+            base = first.queries_received
+            t0 = time.monotonic()
+            back = self.bursts(p, "back", duration=scaled(RECOVERY_BOUND_S) + 1.0,
+                               until=lambda: first.queries_received > base)
+            took = time.monotonic() - t0
+            self.assertAllAnswered(back, "first server back")
+            self.assertGreater(first.queries_received, base,
+                               f"the recovered first server (as fast as the second now) got none of "
+                               f"{len(back)} queries in {took:.2f} s: {self.counts(ups)}")
+            self.assertLess(took, scaled(RECOVERY_BOUND_S),
+                            f"the recovered first server got traffic only after {took:.2f} s")
 
     # every server down ------------------------------------------------------------------------------
     def check_servfail_fast(self, results, what):
