@@ -27,6 +27,7 @@ void TimerWheel::Schedule(Timer* timer, int64_t expiry_ms) {
   // how Unlink finds the bucket head).
   timer->expiry_ms = std::max(expiry_ms, current_tick_ * tick_ms_);
   Link(timer);
+  earliest_bound_ms_ = std::min(earliest_bound_ms_, timer->expiry_ms);
 }
 
 void TimerWheel::Cancel(Timer* timer) {
@@ -41,6 +42,16 @@ int64_t TimerWheel::NextTimeoutMs(int64_t now_ms, int64_t max_ms) const {
     return -1;
   }
   max_ms = std::max<int64_t>(max_ms, 0);
+  // earliest_bound_ms_ is <= every armed expiry: while it lies in the future the scan below
+  // cannot find anything sooner, and the loop calls this once per iteration.
+  if (earliest_bound_ms_ > now_ms) {
+    const uint64_t bound =
+        static_cast<uint64_t>(earliest_bound_ms_) - static_cast<uint64_t>(now_ms);
+    if (bound < static_cast<uint64_t>(max_ms)) {
+      // Only an under-estimate when the earliest timer was cancelled: an early, empty wake-up.
+      return static_cast<int64_t>(bound);
+    }
+  }
   // Every armed timer sits in the slot of its expiry tick, which is >= current_tick_, so the
   // first occurrence of its slot from current_tick_ on is no later than its expiry. Scan until a
   // slot starts after the earliest expiry seen, after max_ms, or after one revolution.
@@ -55,6 +66,9 @@ int64_t TimerWheel::NextTimeoutMs(int64_t now_ms, int64_t max_ms) const {
       earliest_ms = std::min(earliest_ms, t->expiry_ms);
     }
   }
+  // Nothing armed expires before earliest_ms, nor (if none was seen) within the scanned range.
+  earliest_bound_ms_ =
+      earliest_ms != INT64_MAX ? earliest_ms : std::max(earliest_bound_ms_, now_ms + max_ms);
   if (earliest_ms <= now_ms) {
     return 0;
   }

@@ -21,10 +21,10 @@
 namespace dotproxy::core {
 
 struct Timer {
-  void* owner = nullptr;   // the object to notify; not owned
-  uint32_t kind = 0;       // caller-defined tag, e.g. which of the owner's timers this is
+  void* owner = nullptr;  // the object to notify; not owned
+  uint32_t kind = 0;      // caller-defined tag, e.g. which of the owner's timers this is
   int64_t expiry_ms = 0;
-  Timer* prev = nullptr;   // wheel bucket links; null when not armed
+  Timer* prev = nullptr;  // wheel bucket links; null when not armed
   Timer* next = nullptr;
   bool is_armed = false;
 };
@@ -60,9 +60,12 @@ class TimerWheel {
   std::vector<Timer*> slots_;  // bucket heads, doubly linked through Timer::prev/next
   int64_t tick_ms_;
   size_t mask_;
-  int64_t current_tick_;       // the last tick processed by Advance()
+  int64_t current_tick_;  // the last tick processed by Advance()
   size_t armed_count_ = 0;
-  std::vector<Timer*> due_;    // scratch list reused by Advance()
+  // A lower bound of every armed timer's expiry (INT64_MIN: unknown), so NextTimeoutMs rarely has
+  // to scan the wheel.
+  mutable int64_t earliest_bound_ms_ = INT64_MIN;
+  std::vector<Timer*> due_;  // scratch list reused by Advance()
 };
 
 template <typename Fn>

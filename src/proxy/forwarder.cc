@@ -21,6 +21,7 @@ constexpr uint32_t kMaxTimeoutsWithoutReply = 3;
 constexpr int64_t kMinHealthyLifetimeMs = 1000;
 constexpr uint32_t kMaxImmediateReconnects = 2;
 constexpr int64_t kReconnectBaseMs = 100;
+constexpr int64_t kLatencyTrustMs = 1000;
 constexpr int64_t kReconnectCapMs = 10'000;
 
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
@@ -58,6 +59,16 @@ void Shard::ReleaseQuerySlot(uint32_t slot_index) {
 
 void Shard::Forward(uint32_t slot_index, int exclude_server) {
   QuerySlot& slot = slots_[slot_index];
+  if (config_.upstream.load_balancing_policy == config::Policy::kLeastOutstanding) {
+    // A latency is trusted for a second: a server that lost every comparison since then counts
+    // as unmeasured again, is tried, and re-measured (otherwise one slow answer, or the time
+    // before an outage, could keep it out for good).
+    for (uint32_t s = 0; s < servers_.size(); ++s) {
+      if (now_ms_ - servers_[s].health.last_response_ms() > kLatencyTrustMs) {
+        server_views_[s].ewma_latency_us = 0;
+      }
+    }
+  }
   const int server = pick_(balancer_, server_views_, exclude_server);
   const int32_t ci = server < 0 ? -1 : PickConnection(static_cast<uint32_t>(server));
   if (ci < 0) {
@@ -283,6 +294,7 @@ absl::Status Shard::InitUpstreams() {
   pick_ = upstream::PolicyFunction(config_.upstream.load_balancing_policy);
   servers_.resize(config_.upstream.servers.size());
   server_views_.resize(servers_.size());
+  server_has_pending_.resize(servers_.size());
   balancer_ = upstream::BalancerState(servers_.size(), absl::Uniform<uint64_t>(rng_));
   for (uint32_t s = 0; s < servers_.size(); ++s) {
     const config::ServerConfig& sc = config_.upstream.servers[s];
@@ -326,19 +338,33 @@ absl::Status Shard::InitUpstreams() {
 }
 
 void Shard::RefreshServerViews() {
+  // A server counts as usable when it has an established connection with a free ID. Only when no
+  // server that is up has one (start-up, a reconnect) do connections still being set up count:
+  // queries wait on them rather than fail, but never while a ready server could answer now (a
+  // black-holed server would hold them until read_timeout).
+  bool any_ready = false;
   for (uint32_t s = 0; s < servers_.size(); ++s) {
-    bool is_usable = false;
+    bool is_ready = false;
+    bool is_pending = false;
     for (uint32_t ci : servers_[s].conns) {
-      if (upstream_conns_[ci]->CanAccept()) {
-        is_usable = true;
-        break;
+      const upstream::Connection& c = *upstream_conns_[ci];
+      if (c.CanAccept()) {
+        is_ready |= c.state == upstream::Connection::State::kReady;
+        is_pending = true;
       }
     }
-    server_views_[s].is_usable = is_usable;
+    server_views_[s].is_usable = is_ready;
     server_views_[s].is_down = servers_[s].health.is_down();
     server_views_[s].weight = servers_[s].config->weight;
     server_views_[s].ewma_latency_us = servers_[s].health.ewma_latency_us();
     server_views_[s].outstanding = servers_[s].outstanding;
+    server_has_pending_[s] = is_pending;
+    any_ready |= is_ready && !server_views_[s].is_down;
+  }
+  if (!any_ready) {
+    for (uint32_t s = 0; s < servers_.size(); ++s) {
+      server_views_[s].is_usable = server_has_pending_[s];
+    }
   }
 }
 

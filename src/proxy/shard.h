@@ -254,6 +254,7 @@ class Shard {
   std::vector<uint32_t> dirty_upstreams_;
   bool has_backlog_ = false;            // some server has queued queries and freed an ID
   std::vector<upstream::ServerView> server_views_;
+  std::vector<bool> server_has_pending_;  // RefreshServerViews scratch: a connection being set up
   upstream::BalancerState balancer_;
   upstream::PickFn pick_ = nullptr;
   std::vector<uint8_t> plaintext_;      // SSL_read scratch

@@ -87,7 +87,12 @@ bool ServerHealth::OnQueryTimeout(int64_t now_ms, Rng& rng) {
 
 bool ServerHealth::OnConnected(int64_t now_ms) {
   connect_failures_ = 0;
-  return Restore(now_ms);
+  if (!Restore(now_ms)) {
+    return false;
+  }
+  // The latency measured before the outage says little now; unmeasured servers are tried first.
+  ewma_latency_us_ = 0;
+  return true;
 }
 
 bool ServerHealth::OnResponse(int64_t now_ms, int64_t latency_us) {
@@ -96,6 +101,7 @@ bool ServerHealth::OnResponse(int64_t now_ms, int64_t latency_us) {
   has_backed_off_ = false;
   exponent_ = 0;
   backoff_ms_ = 0;
+  last_response_ms_ = now_ms;
   const double sample = static_cast<double>(std::max<int64_t>(latency_us, 0));
   if (ewma_latency_us_ == 0) {
     ewma_latency_us_ = sample;

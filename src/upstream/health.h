@@ -86,6 +86,8 @@ class ServerHealth {
   uint32_t consecutive_failures() const { return connect_failures_ + query_timeouts_; }
   // Smoothed answer latency; 0 until the first answer.
   double ewma_latency_us() const { return ewma_latency_us_; }
+  // When the last answer was measured (0: never).
+  int64_t last_response_ms() const { return last_response_ms_; }
 
  private:
   void MarkDown(int64_t now_ms, Rng& rng);
@@ -104,6 +106,7 @@ class ServerHealth {
   int64_t next_probe_ms_ = 0;
   int64_t up_since_ms_ = 0;  // when the last down period ended
   double ewma_latency_us_ = 0;
+  int64_t last_response_ms_ = 0;
 };
 
 }  // namespace dotproxy::upstream

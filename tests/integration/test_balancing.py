@@ -16,7 +16,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 import harness  # noqa: E402
-from dnsclient import answer_problem, id_of, rcode_of, scaled, udp_many  # noqa: E402
+from dnsclient import answer_problem, rcode_of, scaled, udp_many  # noqa: E402
 
 POLICIES = ("RoundRobin", "Random", "HistoricalConnections", "Availability", "Failover",
             "LeastOutstanding")
@@ -196,7 +196,7 @@ class BalancingTest(harness.ProxyTestCase):
         Failover then sends everything to it again; the policies that share give it a fair share
         (HistoricalConnections does not make it catch up on the queries it missed)."""
         ups = self.upstreams(n)
-        first, rest = ups[0], ups[1:]
+        first = ups[0]
         if dead_from_start:
             first.set_refuse(True)
         with self.proxy(self.lb_config(policy, ups)) as p:

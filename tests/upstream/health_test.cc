@@ -362,12 +362,15 @@ TEST_F(ServerHealthTest, LatencyEwmaStartsAtTheFirstAnswer) {
   EXPECT_DOUBLE_EQ(health.ewma_latency_us(), 9000 - 9000.0 / 8);
 }
 
-TEST_F(ServerHealthTest, LatencySurvivesADownPeriod) {
+TEST_F(ServerHealthTest, LatencyIsForgottenAfterADownPeriod) {
+  // What a server measured before an outage says little after it: it counts as unmeasured, so
+  // LeastOutstanding tries it first and measures it again.
   ServerHealth health;
   health.OnResponse(now_ms_, 8000);
+  EXPECT_EQ(health.last_response_ms(), now_ms_);
   health.OnConnectFailure(now_ms_, rng_);
   health.OnConnected(now_ms_ + 300);
-  EXPECT_DOUBLE_EQ(health.ewma_latency_us(), 8000);
+  EXPECT_DOUBLE_EQ(health.ewma_latency_us(), 0);
 }
 
 TEST_F(ServerHealthTest, DeadServerIsProbedRarelyAndRecoversByItself) {
