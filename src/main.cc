@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <condition_variable>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "base/log.h"
 #include "config/load_config.h"
 #include "dotproxy_config.h"
+#include "net/sockets.h"
 #include "proxy/shard.h"
 
 ABSL_FLAG(std::string, config, "", "path to the YAML configuration (default: $DOTPROXY_CONFIG)");
@@ -169,6 +171,15 @@ int Main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_check_config)) {
     printf("%s: configuration OK\n", path.c_str());
     return 0;
+  }
+
+  absl::Status free = net::CheckAddressFree(config.listener.udp.addr, SOCK_DGRAM);
+  if (free.ok() && config.listener.tcp.enabled) {
+    free = net::CheckAddressFree(config.listener.tcp.addr, SOCK_STREAM);
+  }
+  if (!free.ok()) {
+    fprintf(stderr, "dotproxy: %s\n", std::string(free.message()).c_str());
+    return 1;
   }
 
   // Signals go to sigwait in this thread only; shard threads inherit the blocked mask.

@@ -85,6 +85,22 @@ absl::StatusOr<base::UniqueFd> CreateTcpClientSocket(const base::SocketAddress& 
   return fd;
 }
 
+absl::Status CheckAddressFree(const base::SocketAddress& addr, int type) {
+  base::UniqueFd fd(socket(addr.family(), type | SOCK_CLOEXEC, 0));
+  if (!fd.is_valid()) {
+    return absl::ErrnoToStatus(errno, "socket");
+  }
+  if (type == SOCK_STREAM) {
+    // TIME_WAIT leftovers of an earlier run must not count as "in use".
+    SetIntOption(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR").IgnoreError();
+  }
+  if (bind(fd.get(), addr.raw(), addr.length()) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("bind ", type == SOCK_STREAM ? "tcp " : "udp ",
+                                                   addr.ToString()));
+  }
+  return absl::OkStatus();
+}
+
 void SetNoDelay(int fd) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

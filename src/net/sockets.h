@@ -25,6 +25,11 @@ absl::StatusOr<base::UniqueFd> CreateTcpClientSocket(const base::SocketAddress& 
 // TCP_NODELAY on an accepted socket: a response must never wait for Nagle and delayed ACKs.
 void SetNoDelay(int fd);
 
+// Fails with "bind ADDR: Address already in use" when something else holds `addr`. Shards bind
+// with SO_REUSEPORT, which would otherwise silently share the port with another running proxy;
+// this probe binds without it, so any earlier holder makes it fail.
+absl::Status CheckAddressFree(const base::SocketAddress& addr, int type);
+
 // The port a socket is bound to (for logs when the config asked for port 0).
 uint16_t LocalPort(int fd);
 

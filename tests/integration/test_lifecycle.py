@@ -91,6 +91,23 @@ class ConfigErrorTest(harness.ProxyTestCase):
         self.assertTrue(r.stderr.strip(), "no message on stderr for a missing config file")
 
 
+class AddressInUseTest(harness.ProxyTestCase):
+    def test_second_instance_on_the_same_address_refuses_to_start(self):
+        # Shards bind with SO_REUSEPORT; without a check a second proxy would silently take half
+        # of the first one's traffic.
+        cfg = self.make_config()
+        with self.proxy(cfg) as p:
+            path = os.path.join(self.tmp, "second.yaml")
+            with open(path, "w") as f:
+                f.write(to_yaml(cfg))
+            r = subprocess.run([proxy_binary(), "--config", path], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=scaled(10))
+            self.assertEqual(r.returncode, 1, f"second instance: exit {r.returncode}\n{r.stderr}")
+            self.assertIn("Address already in use", r.stderr)
+            q, resp = p.udp("still-first.inuse.test.")
+            self.assertAnswer(resp, "still-first.inuse.test.", "A", q.id)
+
+
 class SignalTest(harness.ProxyTestCase):
     def _stop_with(self, sig):
         p = self.proxy().start()
