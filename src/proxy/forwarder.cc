@@ -42,7 +42,7 @@ int32_t Shard::AcquireQuerySlot() {
   slot.live = 0;
   slot.is_queued = false;
   slot.last_server = -1;
-  slot.arrival_ns = 0;
+  slot.arrival_ns = now_ns_;
   slot.deadline_ms = now_ms_ + Millis(config_.upstream.query_timeout);
   return static_cast<int32_t>(si);
 }
@@ -262,7 +262,15 @@ void Shard::OnQueryTimer(uint32_t slot_index) {
     upstream::Connection& conn = *upstream_conns_[slot.upstream_conn[slot.live - 1]];
     ++conn.timeouts_without_reply;
     const uint32_t server = conn.server();
-    if (servers_[server].health.OnQueryTimeout(now_ms_, balancer_.rng)) {
+    // Timeouts can mean a black hole or merely slow answers (a cold upstream cache). Marking the
+    // last server that is up as down would turn slowness into SERVFAILs for everyone, so only a
+    // server with an alternative is taken out for timeouts; half-dead connections are still
+    // replaced below.
+    bool has_alternative = false;
+    for (uint32_t s = 0; s < servers_.size(); ++s) {
+      has_alternative |= s != server && !servers_[s].health.is_down();
+    }
+    if (has_alternative && servers_[server].health.OnQueryTimeout(now_ms_, balancer_.rng)) {
       // Too many timeouts in a row: the server is down. Its connections are recycled (which
       // re-sends their queries elsewhere) and it is probed again after its backoff.
       OnServerDown(server);

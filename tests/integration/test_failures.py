@@ -13,8 +13,8 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 import harness  # noqa: E402
-from dnsclient import (answer_problem, fd_count, frame, id_of, make_query, rcode_of, rss_kb,  # noqa: E402
-                       scaled, udp_many, wait_until)
+from dnsclient import (answer_problem, fd_count, frame, id_of, make_query, parse,  # noqa: E402
+                       rcode_of, rss_kb, scaled, udp_many, wait_until)
 
 
 def fd_targets(pid):
@@ -50,6 +50,23 @@ class SlowUpstreamTest(harness.ProxyTestCase):
             elapsed = time.monotonic() - t0
             self.assertServfail(r, q_slow.id, "slow-5000 with query_timeout 2s")
             self.assertLess(elapsed, scaled(2.5), f"SERVFAIL after {elapsed:.2f} s (query_timeout 2s)")
+
+    def test_slow_answers_later_than_read_timeout_still_arrive(self):
+        """An upstream that is slow (a cold cache), not dead: answers after 1.2 s with a 500 ms
+        per-attempt read_timeout and query_timeout 3s. The retry does not cancel the first attempt,
+        so the slow answer is delivered; and a row of slow queries does not take the only upstream
+        out of service for the queries that follow."""
+        cfg = self.make_config(server={"read_timeout": "500ms"}, upstream={"query_timeout": "3s"})
+        with self.proxy(cfg) as p:
+            names = [f"slow-1200.cold{i}.test." for i in range(4)]
+            got = udp_many([(n, "A") for n in names], *p.udp_addr, timeout=scaled(4))
+            for n, (q, r, _) in zip(names, got):
+                self.assertAnswer(parse(r) if r else None, n, "A", q.id,
+                                  "slow answer after read_timeout")
+            for i in range(5):
+                q, r = p.udp(f"after-slow{i}.cold.test.", timeout=scaled(2))
+                self.assertAnswer(r, f"after-slow{i}.cold.test.", "A", q.id,
+                                  "query after a row of slow ones")
 
     def test_slow_query_servfail_others_fast_tcp(self):
         """The same on one TCP connection: the fast answers come first, then the SERVFAIL."""
