@@ -290,6 +290,7 @@ bool LoadShard::SendQuery(int64_t start_ns) {
   s.is_in_use = true;
   s.channel = static_cast<uint32_t>(ch);
   s.start_ns = start_ns;
+  s.sent_ns = now_ns_;
   Channel& c = channels_[ch];
   if (options_.mode == Mode::kUdp) {
     // The slot keeps the bytes until the answer or the timeout, long after the kernel copied
@@ -337,6 +338,7 @@ void LoadShard::OnResponse(uint32_t channel, const uint8_t* msg, size_t len) {
   }
   const int64_t now = core::MonotonicNanos();
   result_.latency.Record(now - s.start_ns);
+  result_.from_send.Record(now - s.sent_ns);
   ++result_.rcodes[dns::GetRcode(msg)];
   if ((dns::GetFlags(msg) & dns::kFlagTc) != 0) {
     ++result_.truncated;

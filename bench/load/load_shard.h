@@ -70,7 +70,8 @@ struct LoadResult {
   uint64_t closed_by_server = 0; // established connections that ended during the run
   uint64_t resumed = 0;          // DoT handshakes that resumed a session
   uint64_t rcodes[16] = {};
-  LatencyHistogram latency;
+  LatencyHistogram latency;       // from the intended send time (open loop) or the send
+  LatencyHistogram from_send;     // from the actual send: what the server (not our pacing) took
   int64_t send_ns = 0;           // start of sending until the last send
   int64_t answer_ns = 0;         // start of sending until the last answer
   std::string first_error;       // first connect/TLS error, for the report
@@ -127,6 +128,7 @@ class LoadShard {
     uint32_t generation = 0;
     uint32_t channel = 0;
     int64_t start_ns = 0;  // intended send time (open loop) or send time (closed loop)
+    int64_t sent_ns = 0;   // when the query was handed to the ring
     uint8_t query[kMaxQueryBytes];
   };
 

@@ -7,6 +7,7 @@
 //   dotload --mode tcp --connections 10 --qps 2000 --histogram cdf.txt
 //   dotload --mode dot --server 127.0.0.1:8853 --ca ca.pem --server-name dot.test
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,7 +119,8 @@ std::string JsonLine(const Run& run, const LoadResult& t, double elapsed_s, doub
       "\"send_errors\":%u,\"not_sent\":%u,\"connects\":%u,\"connect_failures\":%u,"
       "\"closed_by_server\":%u,\"resumed\":%u,\"rcodes\":{%s},"
       "\"latency_us\":{\"min\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
-      "\"max\":%.1f,\"mean\":%.1f}}",
+      "\"max\":%.1f,\"mean\":%.1f},\"latency_from_send_us\":{\"p50\":%.1f,\"p99\":%.1f,"
+      "\"p999\":%.1f}}",
       run.mode_name, run.options.server.ToString(), run.is_open_loop ? "open" : "closed",
       threads, connections, run.is_open_loop ? 0 : run.options.inflight, run.options.qps,
       elapsed_s, elapsed_s > 0 ? static_cast<double>(t.answered) / elapsed_s : 0.0,
@@ -126,7 +128,9 @@ std::string JsonLine(const Run& run, const LoadResult& t, double elapsed_s, doub
       t.mismatched, t.unexpected, t.malformed, t.truncated, t.send_errors, t.not_sent,
       t.connects, t.connect_failures, t.closed_by_server, t.resumed, absl::StrJoin(rcodes, ","),
       Us(h.min_ns()), Us(h.Percentile(0.5)), Us(h.Percentile(0.9)), Us(h.Percentile(0.99)),
-      Us(h.Percentile(0.999)), Us(h.max_ns()), h.mean_ns() / 1000.0);
+      Us(h.Percentile(0.999)), Us(h.max_ns()), h.mean_ns() / 1000.0,
+      Us(t.from_send.Percentile(0.5)), Us(t.from_send.Percentile(0.99)),
+      Us(t.from_send.Percentile(0.999)));
 }
 
 void Accumulate(const LoadResult& r, LoadResult* t) {
@@ -147,6 +151,7 @@ void Accumulate(const LoadResult& r, LoadResult* t) {
     t->rcodes[i] += r.rcodes[i];
   }
   t->latency.Merge(r.latency);
+  t->from_send.Merge(r.from_send);
   t->send_ns = std::max(t->send_ns, r.send_ns);
   t->answer_ns = std::max(t->answer_ns, r.answer_ns);
   if (t->first_error.empty()) {
@@ -232,6 +237,11 @@ int Main(int argc, char** argv) {
   writer.edns = absl::GetFlag(FLAGS_edns);
   writer.thread_count = threads;
 
+  // Many connections need many descriptors: raise the soft limit to the hard one.
+  if (rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -366,6 +376,11 @@ int Main(int argc, char** argv) {
     printf("latency us: min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n",
            Us(h.min_ns()), Us(h.Percentile(0.5)), Us(h.Percentile(0.9)), Us(h.Percentile(0.99)),
            Us(h.Percentile(0.999)), Us(h.max_ns()), h.mean_ns() / 1000.0);
+    if (run.is_open_loop) {
+      const LatencyHistogram& f = total.from_send;
+      printf("from actual send (excludes our own pacing delays): p50 %.1f  p99 %.1f  p99.9 %.1f\n",
+             Us(f.Percentile(0.5)), Us(f.Percentile(0.99)), Us(f.Percentile(0.999)));
+    }
     if (o.mode != Mode::kUdp || total.send_errors + total.not_sent > 0) {
       printf("connects %lu (resumed %lu), connect failures %lu, closed by server %lu, send "
              "errors %lu, not sent (no free slot) %lu\n",

@@ -6,6 +6,7 @@
 //   dotresponder --cert server.pem --key server.key            # UDP+TCP :8053, DoT :8853
 //   dotresponder --udp 127.0.0.1:8053 --tcp "" --dot "" --threads 2 --delay-ms 5 --size 600
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +77,9 @@ struct Totals {
 Totals Sum(const std::vector<std::unique_ptr<Responder>>& responders) {
   Totals t;
   for (const auto& r : responders) {
+    if (r == nullptr) {
+      continue;  // that thread failed to start
+    }
     const ResponderCounters& c = r->counters();
     t.udp += c.udp_queries.load(std::memory_order_relaxed);
     t.tcp += c.tcp_queries.load(std::memory_order_relaxed);
@@ -161,6 +165,11 @@ int Main(int argc, char** argv) {
   options.answer.target_size = absl::GetFlag(FLAGS_size);
   options.answer.ttl = absl::GetFlag(FLAGS_ttl);
 
+  // Many connections need many descriptors: raise the soft limit to the hard one.
+  if (rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   // Signals are taken by the main thread only (sigtimedwait); workers inherit the mask.
   sigset_t signals;
   sigemptyset(&signals);

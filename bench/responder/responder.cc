@@ -277,6 +277,7 @@ void Responder::OnAccept(uint32_t listener, const io_uring_cqe& cqe) {
     if (c.tls == nullptr) {
       Bump(counters_.handshake_failures);
       CloseConn(index);
+      MaybeFreeConn(index);  // nothing in flight yet: free it now
       return;
     }
   }
