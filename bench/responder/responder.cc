@@ -273,7 +273,7 @@ void Responder::OnAccept(uint32_t listener, const io_uring_cqe& cqe) {
   c.out_offset = 0;
   Bump(counters_.connections);
   if (c.is_dot) {
-    c.tls = tls::ServerStream::Create(*tls_, &c.out);
+    c.tls = tls::TlsStream::CreateServer(*tls_, &c.out);
     if (c.tls == nullptr) {
       Bump(counters_.handshake_failures);
       CloseConn(index);

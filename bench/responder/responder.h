@@ -31,7 +31,7 @@
 #include "core/timer_wheel.h"
 #include "dns/tcp_framing.h"
 #include "tls/server_context.h"
-#include "tls/server_stream.h"
+#include "tls/tls_stream.h"
 
 namespace dotproxy::bench {
 
@@ -102,7 +102,7 @@ class Responder {
     core::Operation recv_op;
     core::Operation send_op;
     dns::FrameReader reader;
-    std::unique_ptr<tls::ServerStream> tls;
+    std::unique_ptr<tls::TlsStream> tls;
     std::vector<uint8_t> plain_out;      // DoT: framed answers waiting for the next SSL_write
     std::vector<uint8_t> out;            // bytes for the next send (TCP: frames; DoT: records)
     std::vector<uint8_t> out_inflight;   // bytes of the send in flight

@@ -52,6 +52,21 @@ std::unique_ptr<TlsStream> TlsStream::Create(ClientContext& context,
   return out;
 }
 
+std::unique_ptr<TlsStream> TlsStream::CreateServer(ServerContext& context,
+                                                   std::vector<uint8_t>* outbound) {
+  auto out = std::unique_ptr<TlsStream>(new TlsStream());
+  out->outbound_ = outbound;
+  out->ssl_ = SSL_new(context.ctx());
+  if (out->ssl_ == nullptr) {
+    return nullptr;
+  }
+  BIO* bio = BIO_new(Method());
+  BIO_set_data(bio, out.get());
+  SSL_set_bio(out->ssl_, bio, bio);
+  SSL_set_accept_state(out->ssl_);
+  return out;
+}
+
 TlsStream::~TlsStream() {
   if (ssl_ != nullptr) {
     SSL_free(ssl_);  // also frees the BIO

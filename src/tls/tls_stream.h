@@ -1,6 +1,7 @@
 // File: tls/tls_stream.h
 //
-// TlsStream is one client TLS session driven by io_uring completions. A custom BIO (not BIO_s_mem)
+// TlsStream is one TLS session (client, or server for the bench tools) driven by io_uring
+// completions. A custom BIO (not BIO_s_mem)
 // reads ciphertext straight from the bytes the last recv completion delivered (SetInput) and
 // appends outgoing ciphertext to a caller-owned vector that becomes the next send. Nothing here
 // blocks or makes a system call.
@@ -19,6 +20,7 @@
 
 #include <openssl/ssl.h>
 
+#include "tls/server_context.h"
 #include "tls/tls_context.h"
 
 namespace dotproxy::tls {
@@ -35,6 +37,9 @@ class TlsStream {
   // `outbound` receives ciphertext to send; it must outlive the stream.
   static std::unique_ptr<TlsStream> Create(ClientContext& context,
                                            std::vector<uint8_t>* outbound);
+  // The server side of the same design, for bench/responder and test upstreams. Same contract.
+  static std::unique_ptr<TlsStream> CreateServer(ServerContext& context,
+                                                 std::vector<uint8_t>* outbound);
   ~TlsStream();
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
