@@ -83,7 +83,6 @@ io_uring_sqe* Ring::GetSqe(Operation* op) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
     // SQ full: hand the queued entries to the kernel and try again.
-    ++submit_calls_;
     io_uring_submit(&ring_);
     sqe = io_uring_get_sqe(&ring_);
   }
@@ -92,7 +91,6 @@ io_uring_sqe* Ring::GetSqe(Operation* op) {
 }
 
 bool Ring::SubmitAndWait(int64_t timeout_ms) {
-  ++submit_calls_;
   int rc;
   if (timeout_ms < 0) {
     rc = io_uring_submit_and_wait(&ring_, 1);

@@ -49,7 +49,6 @@ class Ring {
   io_uring* raw() { return &ring_; }
   // Which rung of the setup ladder succeeded, for the start-up log.
   const char* setup_mode() const { return setup_mode_; }
-  uint64_t submit_calls() const { return submit_calls_; }
 
  private:
   Ring() = default;
@@ -58,7 +57,6 @@ class Ring {
   bool is_initialized_ = false;
   bool has_defer_taskrun_ = false;
   const char* setup_mode_ = "none";
-  uint64_t submit_calls_ = 0;  // io_uring_enter calls made through this class
 };
 
 template <typename Fn>

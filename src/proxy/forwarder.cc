@@ -42,7 +42,6 @@ int32_t Shard::AcquireQuerySlot() {
   slot.live = 0;
   slot.is_queued = false;
   slot.last_server = -1;
-  slot.arrival_ns = now_ns_;
   slot.deadline_ms = now_ms_ + Millis(config_.upstream.query_timeout);
   return static_cast<int32_t>(si);
 }

@@ -93,7 +93,6 @@ class Shard {
     int64_t attempt_sent_ns[kMaxLiveAttempts] = {};  // for the server's latency EWMA
     int32_t last_server = -1;          // server of the latest attempt
     int64_t deadline_ms = 0;           // upstream.query_timeout after arrival
-    int64_t arrival_ns = 0;
     dns::QueryInfo info;
     base::SocketAddress client;        // UDP source address
     union {
