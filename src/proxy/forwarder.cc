@@ -13,9 +13,6 @@
 namespace dotproxy::proxy {
 namespace {
 
-// Attempts that time out on one connection, with no response in between, before it is treated
-// as half-dead (a NAT dropped its state, say) and replaced.
-constexpr uint32_t kMaxTimeoutsWithoutReply = 3;
 // A connection that dies sooner than this after its handshake counts as a failure, so a server
 // that accepts and then drops every connection is backed off instead of hammered.
 constexpr int64_t kMinHealthyLifetimeMs = 1000;
@@ -259,7 +256,6 @@ void Shard::OnQueryTimer(uint32_t slot_index) {
   // (RFC 7766 §6.2.1: queries are idempotent) but keep listening for the slow one.
   if (slot.live > 0) {
     upstream::Connection& conn = *upstream_conns_[slot.upstream_conn[slot.live - 1]];
-    ++conn.timeouts_without_reply;
     const uint32_t server = conn.server();
     // Timeouts can mean a black hole or merely slow answers (a cold upstream cache). Marking the
     // last server that is up as down would turn slowness into SERVFAILs for everyone, so only a
@@ -283,8 +279,11 @@ void Shard::OnQueryTimer(uint32_t slot_index) {
     }
     if (slot.attempts <= config_.upstream.max_connection_retries) {
       ++counters_.upstream_retries;
-      if (conn.timeouts_without_reply >= kMaxTimeoutsWithoutReply) {
-        // Half-dead connection: replacing it re-sends its queries, this one included.
+      // Half-dead connection (a NAT dropped its state, say): nothing at all has arrived on it for
+      // a whole query_timeout while queries wait. Replacing it re-sends its queries, this one
+      // included. A shorter silence may just be a slow upstream, whose answers must not be lost.
+      if (conn.state == upstream::Connection::State::kReady &&
+          now_ms_ - conn.last_read_ms >= Millis(config_.upstream.query_timeout)) {
         FailConnection(conn.index(), "no response to several queries");
       } else {
         Forward(slot_index, slot.last_server);
@@ -498,6 +497,7 @@ void Shard::OnUpstreamRecv(uint32_t conn, const io_uring_cqe& cqe) {
     FailConnection(conn, res == 0 ? "connection closed by the server" : strerror(-res));
     return;
   }
+  c.last_read_ms = now_ms_;
   c.tls->SetInput(upstream_buffers_->buffer(bid), static_cast<size_t>(res));
   DriveTls(conn);
   // TLS reads until its BIO is empty, so the buffer is fully consumed (or the connection failed).
@@ -557,7 +557,7 @@ void Shard::OnUpstreamReady(uint32_t conn) {
   Server& server = servers_[c.server()];
   c.state = upstream::Connection::State::kReady;
   c.consecutive_failures = 0;
-  c.timeouts_without_reply = 0;
+  c.last_read_ms = now_ms_;
   c.ready_since_ms = now_ms_;
   c.last_used_ms = now_ms_;
   if (c.tls->session_reused()) {
@@ -618,7 +618,6 @@ bool Shard::OnUpstreamMessage(uint32_t conn, const uint8_t* msg, size_t len) {
                     servers_[c.server()].config->addr_text);
     return true;
   }
-  c.timeouts_without_reply = 0;
   c.last_used_ms = now_ms_;
   Server& server = servers_[c.server()];
   const int64_t latency_us = (now_ns_ - slot.attempt_sent_ns[attempt]) / 1000;

@@ -75,7 +75,7 @@ class Connection {
   int64_t last_used_ms = 0;              // last query sent or response received
   int64_t ready_since_ms = 0;            // when the handshake completed
   uint32_t consecutive_failures = 0;     // connect/handshake failures since the last success
-  uint32_t timeouts_without_reply = 0;   // attempts that timed out since the last response
+  int64_t last_read_ms = 0;              // when bytes last arrived (half-dead detection)
 
  private:
   uint32_t index_;
