@@ -24,17 +24,25 @@ BIO_METHOD* TlsStream::Method() {
   return method;
 }
 
-std::unique_ptr<TlsStream> TlsStream::Create(ClientContext& context,
-                                             std::vector<uint8_t>* outbound) {
+std::unique_ptr<TlsStream> TlsStream::NewSession(SSL_CTX* ctx, std::vector<uint8_t>* outbound) {
   auto out = std::unique_ptr<TlsStream>(new TlsStream());
   out->outbound_ = outbound;
-  out->ssl_ = SSL_new(context.ctx());
+  out->ssl_ = SSL_new(ctx);
   if (out->ssl_ == nullptr) {
     return nullptr;
   }
   BIO* bio = BIO_new(Method());
   BIO_set_data(bio, out.get());
   SSL_set_bio(out->ssl_, bio, bio);
+  return out;
+}
+
+std::unique_ptr<TlsStream> TlsStream::Create(ClientContext& context,
+                                             std::vector<uint8_t>* outbound) {
+  std::unique_ptr<TlsStream> out = NewSession(context.ctx(), outbound);
+  if (out == nullptr) {
+    return nullptr;
+  }
   // A non-socket BIO leaves the role unset: without this the handshake fails.
   SSL_set_connect_state(out->ssl_);
   const std::string& name = context.server_name();
@@ -54,16 +62,10 @@ std::unique_ptr<TlsStream> TlsStream::Create(ClientContext& context,
 
 std::unique_ptr<TlsStream> TlsStream::CreateServer(ServerContext& context,
                                                    std::vector<uint8_t>* outbound) {
-  auto out = std::unique_ptr<TlsStream>(new TlsStream());
-  out->outbound_ = outbound;
-  out->ssl_ = SSL_new(context.ctx());
-  if (out->ssl_ == nullptr) {
-    return nullptr;
+  std::unique_ptr<TlsStream> out = NewSession(context.ctx(), outbound);
+  if (out != nullptr) {
+    SSL_set_accept_state(out->ssl_);
   }
-  BIO* bio = BIO_new(Method());
-  BIO_set_data(bio, out.get());
-  SSL_set_bio(out->ssl_, bio, bio);
-  SSL_set_accept_state(out->ssl_);
   return out;
 }
 

@@ -64,6 +64,8 @@ class TlsStream {
 
  private:
   TlsStream() = default;
+  // An SSL on `ctx` wired to our BIO, role not yet set.
+  static std::unique_ptr<TlsStream> NewSession(SSL_CTX* ctx, std::vector<uint8_t>* outbound);
   IoResult MapError(int rc, const char* what);
   static int BioRead(BIO* bio, char* out, int len);
   static int BioWrite(BIO* bio, const char* in, int len);
