@@ -20,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "base/flag_names.h"
 #include "base/log.h"
 #include "config/load_config.h"
 #include "dotproxy_config.h"
@@ -48,25 +49,6 @@ constexpr char kUsage[] =
     "  --help              print this text\n"
     "\n"
     "Flags take one or two dashes; --check-config and --check_config are the same flag.\n";
-
-// absl flag names are identifiers; accept the dashed spellings (--check-config) too.
-std::vector<std::string> NormalizeArgs(int argc, char** argv) {
-  std::vector<std::string> out;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (i > 0 && arg.size() > 2 && arg[0] == '-') {
-      const size_t start = arg.find_first_not_of('-');
-      const size_t end = std::min(arg.find('='), arg.size());
-      for (size_t j = start; j < end; ++j) {
-        if (arg[j] == '-') {
-          arg[j] = '_';
-        }
-      }
-    }
-    out.push_back(std::move(arg));
-  }
-  return out;
-}
 
 std::vector<int> AffinityCpus() {
   cpu_set_t set;
@@ -128,13 +110,9 @@ int Main(int argc, char** argv) {
       return 0;
     }
   }
-  std::vector<std::string> args = NormalizeArgs(argc, argv);
-  std::vector<char*> arg_ptrs;
-  for (std::string& a : args) {
-    arg_ptrs.push_back(a.data());
-  }
+  base::NormalizeFlagNames(argc, argv);
   absl::SetProgramUsageMessage(kUsage);
-  absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  absl::ParseCommandLine(argc, argv);
 
   if (absl::GetFlag(FLAGS_version)) {
     printf("dotproxy %s\n", DOTPROXY_VERSION);

@@ -29,6 +29,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "base/flag_names.h"
 #include "base/log.h"
 #include "base/socket_address.h"
 #include "bench/load/load_shard.h"
@@ -63,24 +64,6 @@ ABSL_FLAG(std::string, verbosity, "warn", "log level: error|warn|info|debug");
 
 namespace dotproxy::bench {
 namespace {
-
-// absl flags are spelt with underscores; accept the hyphenated spelling (--server-name) too.
-void NormalizeFlagNames(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    char* a = argv[i];
-    if (strcmp(a, "--") == 0) {
-      break;
-    }
-    if (a[0] != '-') {
-      continue;
-    }
-    for (char* p = a + (a[1] == '-' ? 2 : 1); *p != '\0' && *p != '='; ++p) {
-      if (*p == '-') {
-        *p = '_';
-      }
-    }
-  }
-}
 
 const char* RcodeName(size_t rcode) {
   static const char* const kNames[16] = {
@@ -162,7 +145,7 @@ void Accumulate(const LoadResult& r, LoadResult* t) {
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "dotload: DNS load generator over UDP, TCP and DoT (closed or open loop)");
-  NormalizeFlagNames(argc, argv);
+  base::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
   base::LogLevel level;
   if (base::ParseLogLevel(absl::GetFlag(FLAGS_verbosity), &level)) {

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "base/flag_names.h"
 #include "base/log.h"
 #include "base/socket_address.h"
 #include "bench/responder/responder.h"
@@ -48,25 +49,6 @@ ABSL_FLAG(std::string, verbosity, "warn", "log level: error|warn|info|debug");
 
 namespace dotproxy::bench {
 namespace {
-
-// absl flags are spelt with underscores; accept the hyphenated spelling (--delay-ms) too.
-void NormalizeFlagNames(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    char* a = argv[i];
-    if (strcmp(a, "--") == 0) {
-      break;
-    }
-    if (a[0] != '-') {
-      continue;
-    }
-    char* p = a + (a[1] == '-' ? 2 : 1);
-    for (; *p != '\0' && *p != '='; ++p) {
-      if (*p == '-') {
-        *p = '_';
-      }
-    }
-  }
-}
 
 struct Totals {
   uint64_t udp = 0, tcp = 0, dot = 0, dropped = 0, connections = 0, handshakes = 0,
@@ -130,7 +112,7 @@ absl::Status ParseListen(const std::string& flag_name, const std::string& text, 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "dotresponder: synthetic authoritative DNS responder over UDP, TCP and DoT (benchmarks)");
-  NormalizeFlagNames(argc, argv);
+  base::NormalizeFlagNames(argc, argv);
   absl::ParseCommandLine(argc, argv);
   base::LogLevel level;
   if (base::ParseLogLevel(absl::GetFlag(FLAGS_verbosity), &level)) {
