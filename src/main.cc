@@ -73,7 +73,9 @@ struct StartupState {
   std::condition_variable cv;
   uint32_t reported = 0;
   std::vector<std::string> errors;
-  std::vector<proxy::Shard*> shards;
+  // Owned here, not by the shard threads: a shard is freed only after its thread was joined, so
+  // RequestStop() never touches a shard that is being torn down.
+  std::vector<std::unique_ptr<proxy::Shard>> shards;
 };
 
 void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cpu,
@@ -86,20 +88,21 @@ void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cp
   }
   // The ring and all buffers are created here, on the pinned thread (first-touch, SINGLE_ISSUER).
   auto shard = proxy::Shard::Create(*config, id, count);
+  proxy::Shard* running = nullptr;
   {
     std::lock_guard<std::mutex> lock(startup->mu);
     ++startup->reported;
     if (!shard.ok()) {
       startup->errors.push_back(std::string(shard.status().message()));
     } else {
-      startup->shards[id] = shard->get();
+      running = shard->get();
+      startup->shards[id] = std::move(shard).value();
     }
   }
   startup->cv.notify_all();
-  if (!shard.ok()) {
-    return;
+  if (running != nullptr) {
+    running->Run();
   }
-  (*shard)->Run();
 }
 
 int Main(int argc, char** argv) {
@@ -172,7 +175,7 @@ int Main(int argc, char** argv) {
   const uint32_t workers =
       config.server.workers > 0 ? config.server.workers : static_cast<uint32_t>(cpus.size());
   StartupState startup;
-  startup.shards.resize(workers, nullptr);
+  startup.shards.resize(workers);
   std::vector<std::thread> threads;
   for (uint32_t i = 0; i < workers; ++i) {
     threads.emplace_back(ShardMain, &config, i, workers, cpus[i % cpus.size()], &startup);
@@ -182,7 +185,7 @@ int Main(int argc, char** argv) {
     startup.cv.wait(lock, [&] { return startup.reported == workers; });
   }
   auto stop_all = [&] {
-    for (proxy::Shard* shard : startup.shards) {
+    for (const std::unique_ptr<proxy::Shard>& shard : startup.shards) {
       if (shard != nullptr) {
         shard->RequestStop();
       }
@@ -190,6 +193,7 @@ int Main(int argc, char** argv) {
     for (std::thread& t : threads) {
       t.join();
     }
+    startup.shards.clear();
   };
   if (!startup.errors.empty()) {
     fprintf(stderr, "dotproxy: %s\n", startup.errors.front().c_str());

@@ -32,6 +32,21 @@ class BufferRing {
   }
   // Hands a buffer back to the kernel.
   void Recycle(uint16_t buffer_id);
+  // Makes `sqe` (a receive) take its buffer from this ring.
+  void Select(io_uring_sqe* sqe) const {
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = group_id_;
+  }
+  // Prepares a one-shot recv on `fd` into a buffer of this ring.
+  void PrepareRecv(io_uring_sqe* sqe, int fd) const {
+    io_uring_prep_recv(sqe, fd, nullptr, 0, 0);
+    Select(sqe);
+  }
+  // The buffer a completion carries: true and *buffer_id set, or false when it has none.
+  static bool BufferOf(const io_uring_cqe& cqe, uint16_t* buffer_id) {
+    *buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+    return (cqe.flags & IORING_CQE_F_BUFFER) != 0;
+  }
 
   uint16_t group_id() const { return group_id_; }
   uint32_t buffer_size() const { return size_; }

@@ -1,9 +1,10 @@
 // File: core/operation.h
 //
 // What sqe->user_data points to. Every object that submits I/O embeds one Operation per kind of
-// request it can have in flight; the reactor reads `kind` in one switch and finds the owner by
-// `index` in the shard's fixed tables, rejecting a stale completion when `generation` no longer
-// matches the owner's. user_data == 0 marks requests whose completion is ignored (cancels).
+// request it can have in flight. `handler` is the id the owner got from Reactor::OnCompletion, so
+// the reactor finds the owner's handler with one array index and core knows nothing of what the
+// request is; the handler finds the owner's entry by `index` and rejects a stale completion when
+// `generation` no longer matches. user_data == 0 marks requests whose completion is ignored.
 #ifndef DOTPROXY_CORE_OPERATION_H_
 #define DOTPROXY_CORE_OPERATION_H_
 
@@ -11,21 +12,12 @@
 
 namespace dotproxy::core {
 
-enum class OpKind : uint8_t {
-  kIgnore = 0,      // completions nobody waits for (link timeouts)
-  kWake,            // eventfd read: a message from the control thread
-  kUdpRecv,         // multishot recvmsg on the shard's UDP socket
-  kUdpSend,         // sendmsg of one UDP reply
-  kTcpAccept,       // multishot accept on the shard's TCP listener
-  kTcpRecv,         // recv on a client TCP connection
-  kTcpSend,         // send on a client TCP connection
-  kUpstreamConnect, // connect() of an upstream connection
-  kUpstreamRecv,    // recv of TLS bytes from an upstream
-  kUpstreamSend,    // send of TLS bytes to an upstream
-};
+// Handler id 0 is reserved: completions nobody waits for.
+using HandlerId = uint8_t;
+inline constexpr HandlerId kIgnoreHandler = 0;
 
 struct Operation {
-  OpKind kind = OpKind::kIgnore;
+  HandlerId handler = kIgnoreHandler;
   uint32_t index = 0;       // owner's slot in its table
   uint32_t generation = 0;  // owner's generation when the request was submitted
 };

@@ -1,65 +1,74 @@
-// TCP clients (RFC 7766): multishot accept, recv from a provided-buffer ring into a frame reader,
-// pipelined queries answered as they complete, one send in flight per connection.
+#include "proxy/tcp_frontend.h"
+
 #include <cerrno>
 #include <cstring>
 
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "dns/header.h"
+#include "dns/message.h"
 #include "net/sockets.h"
-#include "proxy/shard.h"
 
 namespace dotproxy::proxy {
 namespace {
 
-constexpr uint16_t kTcpBufferGroup = 2;
-constexpr uint32_t kTcpBufferCount = 512;
-constexpr uint32_t kTcpBufferSize = 4096;
+constexpr uint32_t kBufferCount = 512;
+constexpr uint32_t kBufferSize = 4096;
 // Entries beyond max_connections for connections still closing (their requests are cancelled
 // asynchronously), so shedding an idle client can admit a new one at once.
 constexpr uint32_t kClosingSpare = 256;
+constexpr int64_t kAcceptRetryMs = 100;
+
+int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
 }  // namespace
 
-absl::Status Shard::InitTcp() {
-  ASSIGN_OR_RETURN(tcp_fd_, net::CreateTcpListener(config_.listener.tcp.addr, 4096));
-  ASSIGN_OR_RETURN(tcp_buffers_, core::BufferRing::Create(ring_->raw(), kTcpBufferGroup,
-                                                          kTcpBufferCount, kTcpBufferSize));
+TcpFrontend::TcpFrontend(core::Reactor& reactor, const config::Config& config, QueryTable& table,
+                         metrics::ShardCounters& counters)
+    : reactor_(reactor), config_(config), table_(table), counters_(counters) {}
+
+absl::Status TcpFrontend::Init() {
+  ASSIGN_OR_RETURN(fd_, net::CreateTcpListener(config_.listener.tcp.addr, 4096));
+  ASSIGN_OR_RETURN(buffers_, reactor_.AddBufferRing(kBufferCount, kBufferSize));
+  const core::HandlerId recv_handler = reactor_.OnCompletion<&TcpFrontend::OnRecv>(this);
+  const core::HandlerId send_handler = reactor_.OnCompletion<&TcpFrontend::OnSendDone>(this);
+  const uint32_t timer_kind = reactor_.OnTimer<&TcpFrontend::OnClientTimer>(this);
   const uint32_t table = config_.listener.tcp.max_connections + kClosingSpare;
-  tcp_clients_ = std::vector<TcpClient>(table);
-  free_tcp_clients_.reserve(table);
+  clients_ = std::vector<Client>(table);
+  free_clients_.reserve(table);
   for (uint32_t i = table; i > 0; --i) {
-    TcpClient& c = tcp_clients_[i - 1];
-    c.recv_op.kind = core::OpKind::kTcpRecv;
-    c.recv_op.index = i - 1;
-    c.send_op.kind = core::OpKind::kTcpSend;
-    c.send_op.index = i - 1;
+    Client& c = clients_[i - 1];
+    c.recv_op = {recv_handler, i - 1, 0};
+    c.send_op = {send_handler, i - 1, 0};
     c.timer.owner = &c;
-    c.timer.kind = kTimerTcpClient;
-    free_tcp_clients_.push_back(i - 1);
+    c.timer.kind = timer_kind;
+    free_clients_.push_back(i - 1);
   }
-  accept_op_.kind = core::OpKind::kTcpAccept;
+  scratch_.resize(dns::kMaxMessageSize + 2);
+  accept_op_.handler = reactor_.OnCompletion<&TcpFrontend::OnAccept>(this);
   accept_retry_timer_.owner = this;
-  accept_retry_timer_.kind = kTimerAcceptRetry;
+  accept_retry_timer_.kind = reactor_.OnTimer<&TcpFrontend::OnAcceptRetry>(this);
+  reactor_.OnFlush<&TcpFrontend::Flush>(this);
   ArmAccept();
   return absl::OkStatus();
 }
 
-uint16_t Shard::tcp_port() const {
-  return tcp_fd_.is_valid() ? net::LocalPort(tcp_fd_.get()) : 0;
+uint16_t TcpFrontend::port() const { return net::LocalPort(fd_.get()); }
+
+void TcpFrontend::ArmAccept() {
+  io_uring_sqe* sqe = reactor_.GetSqe(&accept_op_);
+  io_uring_prep_multishot_accept(sqe, fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
 }
 
-void Shard::ArmAccept() {
-  io_uring_sqe* sqe = ring_->GetSqe(&accept_op_);
-  io_uring_prep_multishot_accept(sqe, tcp_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-}
+void TcpFrontend::OnAcceptRetry(core::Timer* /*timer*/) { ArmAccept(); }
 
-void Shard::OnAccept(const io_uring_cqe& cqe) {
+void TcpFrontend::OnAccept(const core::Operation& /*op*/, const io_uring_cqe& cqe) {
   const bool must_rearm = (cqe.flags & IORING_CQE_F_MORE) == 0;
   if (cqe.res < 0) {
     if (cqe.res == -EMFILE || cqe.res == -ENFILE || cqe.res == -ENOBUFS || cqe.res == -ENOMEM) {
       LOG_EVERY_N_SEC(kWarn, 1, "tcp accept: %s; pausing accepts for 100ms", strerror(-cqe.res));
       if (must_rearm) {
-        timers_.Schedule(&accept_retry_timer_, now_ms_ + 100);
+        reactor_.timers().Schedule(&accept_retry_timer_, reactor_.now_ms() + kAcceptRetryMs);
       }
       return;
     }
@@ -72,36 +81,37 @@ void Shard::OnAccept(const io_uring_cqe& cqe) {
   if (must_rearm) {
     ArmAccept();
   }
-  if (open_tcp_clients_ >= config_.listener.tcp.max_connections && !ShedIdleTcpClient()) {
+  if (open_clients_ >= config_.listener.tcp.max_connections && !ShedIdleClient()) {
     ++counters_.tcp_refused;
     return;  // fd closes here
   }
-  if (free_tcp_clients_.empty()) {
+  if (free_clients_.empty()) {
     ++counters_.tcp_refused;
     return;
   }
-  const uint32_t index = free_tcp_clients_.back();
-  free_tcp_clients_.pop_back();
-  TcpClient& c = tcp_clients_[index];
+  const uint32_t index = free_clients_.back();
+  free_clients_.pop_back();
+  Client& c = clients_[index];
   net::SetNoDelay(fd.get());
   c.fd = std::move(fd);
-  c.state = TcpClient::State::kOpen;
+  c.state = Client::State::kOpen;
   c.is_peer_closed = false;
   c.is_paused = false;
   c.inflight = 0;
-  c.last_activity_ms = now_ms_;
-  ++open_tcp_clients_;
+  c.last_activity_ms = reactor_.now_ms();
+  ++open_clients_;
   ++counters_.tcp_accepted;
-  timers_.Schedule(&c.timer, now_ms_ + absl::ToInt64Milliseconds(config_.listener.tcp.read_timeout));
-  ArmTcpRecv(index);
+  reactor_.timers().Schedule(&c.timer,
+                             reactor_.now_ms() + Millis(config_.listener.tcp.read_timeout));
+  ArmRecv(index);
 }
 
-bool Shard::ShedIdleTcpClient() {
+bool TcpFrontend::ShedIdleClient() {
   int64_t oldest = INT64_MAX;
   int32_t victim = -1;
-  for (uint32_t i = 0; i < tcp_clients_.size(); ++i) {
-    const TcpClient& c = tcp_clients_[i];
-    if (c.state == TcpClient::State::kOpen && c.inflight == 0 && c.output.is_idle() &&
+  for (uint32_t i = 0; i < clients_.size(); ++i) {
+    const Client& c = clients_[i];
+    if (c.state == Client::State::kOpen && c.inflight == 0 && c.output.is_idle() &&
         c.last_activity_ms < oldest) {
       oldest = c.last_activity_ms;
       victim = static_cast<int32_t>(i);
@@ -111,38 +121,36 @@ bool Shard::ShedIdleTcpClient() {
     return false;
   }
   ++counters_.tcp_shed;
-  CloseTcpClient(static_cast<uint32_t>(victim));
+  Close(static_cast<uint32_t>(victim));
   return true;
 }
 
-void Shard::ArmTcpRecv(uint32_t index) {
-  TcpClient& c = tcp_clients_[index];
+void TcpFrontend::ArmRecv(uint32_t index) {
+  Client& c = clients_[index];
   c.recv_op.generation = c.generation;
-  io_uring_sqe* sqe = ring_->GetSqe(&c.recv_op);
-  io_uring_prep_recv(sqe, c.fd.get(), nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = kTcpBufferGroup;
+  buffers_->PrepareRecv(reactor_.GetSqe(&c.recv_op), c.fd.get());
   c.is_recv_pending = true;
 }
 
-void Shard::OnTcpRecv(uint32_t index, const io_uring_cqe& cqe) {
-  TcpClient& c = tcp_clients_[index];
+void TcpFrontend::OnRecv(const core::Operation& op, const io_uring_cqe& cqe) {
+  const uint32_t index = op.index;
+  Client& c = clients_[index];
   c.is_recv_pending = false;
-  const bool has_buffer = (cqe.flags & IORING_CQE_F_BUFFER) != 0;
-  const uint16_t bid = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-  if (c.state != TcpClient::State::kOpen) {
+  uint16_t bid = 0;
+  const bool has_buffer = core::BufferRing::BufferOf(cqe, &bid);
+  if (c.state != Client::State::kOpen) {
     if (has_buffer) {
-      tcp_buffers_->Recycle(bid);
+      buffers_->Recycle(bid);
     }
-    MaybeFinishTcpClose(index);
+    MaybeFinishClose(index);
     return;
   }
   if (cqe.res == -ENOBUFS) {
-    ArmTcpRecv(index);  // the buffer ring ran dry for a moment; the bytes wait in the socket
+    ArmRecv(index);  // the buffer ring ran dry for a moment; the bytes wait in the socket
     return;
   }
   if (cqe.res < 0) {
-    CloseTcpClient(index);
+    Close(index);
     return;
   }
   if (cqe.res == 0) {
@@ -155,32 +163,43 @@ void Shard::OnTcpRecv(uint32_t index, const io_uring_cqe& cqe) {
     MaybeCloseAfterPeerEof(index);
     return;
   }
-  c.last_activity_ms = now_ms_;
+  c.last_activity_ms = reactor_.now_ms();
+  HandleFrames(index, [&](auto&& on_message) {
+    return c.reader.Feed(buffers_->buffer(bid), static_cast<size_t>(cqe.res), on_message);
+  });
+  buffers_->Recycle(bid);
+}
+
+template <typename Feed>
+void TcpFrontend::HandleFrames(uint32_t index, Feed&& feed) {
+  Client& c = clients_[index];
   bool is_malformed = false;
-  const dns::FrameResult result =
-      c.reader.Feed(tcp_buffers_->buffer(bid), static_cast<size_t>(cqe.res),
-                    [&](const uint8_t* msg, size_t len) {
-                      if (!OnTcpMessage(index, msg, len)) {
-                        is_malformed = c.inflight < config_.listener.tcp.max_inflight_per_connection;
-                        return false;
-                      }
-                      return true;
-                    });
-  tcp_buffers_->Recycle(bid);
+  const dns::FrameResult result = feed([&](const uint8_t* msg, size_t len) {
+    if (!OnMessage(index, msg, len)) {
+      // Refused for a reason other than the in-flight cap: the message is bad.
+      is_malformed = c.inflight < config_.listener.tcp.max_inflight_per_connection;
+      return false;
+    }
+    return true;
+  });
   if (result == dns::FrameResult::kZeroLength || is_malformed) {
     ++counters_.tcp_malformed;
-    CloseTcpClient(index);
+    Close(index);
     return;
   }
   if (result == dns::FrameResult::kPaused) {
-    c.is_paused = true;  // back-pressure: no recv until answers drain (ResumeTcpClient)
+    c.is_paused = true;  // back-pressure: no recv until answers drain (Resume)
     return;
   }
-  ArmTcpRecv(index);
+  if (c.is_peer_closed) {
+    MaybeCloseAfterPeerEof(index);
+  } else if (!c.is_recv_pending) {
+    ArmRecv(index);
+  }
 }
 
-bool Shard::OnTcpMessage(uint32_t index, const uint8_t* msg, size_t len) {
-  TcpClient& c = tcp_clients_[index];
+bool TcpFrontend::OnMessage(uint32_t index, const uint8_t* msg, size_t len) {
+  Client& c = clients_[index];
   if (c.inflight >= config_.listener.tcp.max_inflight_per_connection) {
     return false;
   }
@@ -192,27 +211,37 @@ bool Shard::OnTcpMessage(uint32_t index, const uint8_t* msg, size_t len) {
     return false;
   }
   ++counters_.tcp_queries;
-  const int32_t si = AcquireQuerySlot();
+  ++c.inflight;
+  const int32_t si = table_.Acquire(this);
   if (si < 0) {
     const size_t n = dns::BuildServfail(msg, info, scratch_.data(), scratch_.size());
-    ++c.inflight;
     ++counters_.servfail_no_upstream;
-    QueueTcpResponse(index, scratch_.data(), n, info.id);
+    QueueResponse(index, scratch_.data(), n, info.id);
     return true;
   }
-  QuerySlot& slot = slots_[si];
-  slot.client_kind = ClientKind::kTcp;
-  slot.tcp_index = index;
-  slot.tcp_generation = c.generation;
+  QueryTable::Slot& slot = table_.slot(si);
+  slot.client_index = index;
+  slot.client_generation = c.generation;
   slot.info = info;
   slot.query.assign(msg, msg + len);
-  ++c.inflight;
-  Forward(static_cast<uint32_t>(si), -1);
+  table_.Start(static_cast<uint32_t>(si));
   return true;
 }
 
-void Shard::QueueTcpResponse(uint32_t index, const uint8_t* msg, size_t len, uint16_t client_id) {
-  TcpClient& c = tcp_clients_[index];
+void TcpFrontend::Deliver(uint32_t slot_index, const uint8_t* response, size_t len) {
+  const QueryTable::Slot& slot = table_.slot(slot_index);
+  const Client& c = clients_[slot.client_index];
+  if (c.state == Client::State::kOpen && c.generation == slot.client_generation) {
+    QueueResponse(slot.client_index, response, len, slot.info.id);
+  } else {
+    ++counters_.client_gone;
+  }
+  table_.Release(slot_index);
+}
+
+void TcpFrontend::QueueResponse(uint32_t index, const uint8_t* msg, size_t len,
+                                uint16_t client_id) {
+  Client& c = clients_[index];
   std::vector<uint8_t>& out = c.output.pending();
   const size_t offset = out.size();
   out.resize(offset + 2 + len);
@@ -220,147 +249,139 @@ void Shard::QueueTcpResponse(uint32_t index, const uint8_t* msg, size_t len, uin
   memcpy(out.data() + offset + 2, msg, len);
   dns::SetId(out.data() + offset + 2, client_id);
   --c.inflight;
-  c.last_activity_ms = now_ms_;
+  c.last_activity_ms = reactor_.now_ms();
   if (!c.is_dirty) {
     c.is_dirty = true;
-    dirty_tcp_clients_.push_back(index);
+    dirty_.push_back(index);
   }
 }
 
-void Shard::ResumeTcpClient(uint32_t index) {
-  TcpClient& c = tcp_clients_[index];
-  if (c.state != TcpClient::State::kOpen || !c.is_paused ||
+void TcpFrontend::Resume(uint32_t index) {
+  Client& c = clients_[index];
+  if (c.state != Client::State::kOpen || !c.is_paused ||
       c.inflight >= config_.listener.tcp.max_inflight_per_connection) {
     return;
   }
   c.is_paused = false;
-  bool is_malformed = false;
-  const dns::FrameResult result = c.reader.Resume([&](const uint8_t* msg, size_t len) {
-    if (!OnTcpMessage(index, msg, len)) {
-      is_malformed = c.inflight < config_.listener.tcp.max_inflight_per_connection;
-      return false;
-    }
-    return true;
-  });
-  if (result == dns::FrameResult::kZeroLength || is_malformed) {
-    ++counters_.tcp_malformed;
-    CloseTcpClient(index);
-    return;
-  }
-  if (result == dns::FrameResult::kPaused) {
-    c.is_paused = true;
-    return;
-  }
-  if (c.is_peer_closed) {
-    MaybeCloseAfterPeerEof(index);
-  } else if (!c.is_recv_pending) {
-    ArmTcpRecv(index);
-  }
+  HandleFrames(index, [&](auto&& on_message) { return c.reader.Resume(on_message); });
 }
 
-void Shard::StartTcpSend(uint32_t index) {
-  TcpClient& c = tcp_clients_[index];
-  if (c.state != TcpClient::State::kOpen) {
+bool TcpFrontend::Flush() {
+  const bool had_work = !dirty_.empty();
+  // Resuming a paused client can answer at once (SERVFAIL) and append to dirty_.
+  for (size_t i = 0; i < dirty_.size(); ++i) {
+    const uint32_t index = dirty_[i];
+    clients_[index].is_dirty = false;
+    StartSend(index);
+  }
+  dirty_.clear();
+  return had_work;
+}
+
+void TcpFrontend::StartSend(uint32_t index) {
+  Client& c = clients_[index];
+  if (c.state != Client::State::kOpen) {
     return;
   }
   if (c.is_paused) {
-    ResumeTcpClient(index);
+    Resume(index);
   }
   if (c.output.is_idle()) {
     MaybeCloseAfterPeerEof(index);
     return;
   }
   c.send_op.generation = c.generation;
-  if (c.output.Start(*ring_, &c.send_op, c.fd.get())) {
-    c.send_started_ms = now_ms_;
+  if (c.output.Start(reactor_.ring(), &c.send_op, c.fd.get())) {
+    c.send_started_ms = reactor_.now_ms();
   }
 }
 
-void Shard::OnTcpSendDone(uint32_t index, int res) {
-  TcpClient& c = tcp_clients_[index];
-  const net::SendQueue::Result result = c.output.OnComplete(*ring_, &c.send_op, c.fd.get(),
-                                                            c.state == TcpClient::State::kOpen
-                                                                ? res
-                                                                : -ECANCELED);
-  if (c.state != TcpClient::State::kOpen) {
-    MaybeFinishTcpClose(index);
+void TcpFrontend::OnSendDone(const core::Operation& op, const io_uring_cqe& cqe) {
+  const uint32_t index = op.index;
+  Client& c = clients_[index];
+  const bool is_open = c.state == Client::State::kOpen;
+  const net::SendQueue::Result result =
+      c.output.OnComplete(reactor_.ring(), &c.send_op, c.fd.get(), is_open ? cqe.res : -ECANCELED);
+  if (!is_open) {
+    MaybeFinishClose(index);
     return;
   }
   if (result == net::SendQueue::Result::kFailed) {
-    CloseTcpClient(index);
+    Close(index);
     return;
   }
   if (result == net::SendQueue::Result::kDone) {
-    c.last_activity_ms = now_ms_;
-    StartTcpSend(index);
+    c.last_activity_ms = reactor_.now_ms();
+    StartSend(index);
   }
 }
 
-void Shard::MaybeCloseAfterPeerEof(uint32_t index) {
-  TcpClient& c = tcp_clients_[index];
-  if (c.state == TcpClient::State::kOpen && c.is_peer_closed && c.inflight == 0 &&
+void TcpFrontend::MaybeCloseAfterPeerEof(uint32_t index) {
+  Client& c = clients_[index];
+  if (c.state == Client::State::kOpen && c.is_peer_closed && c.inflight == 0 &&
       c.output.is_idle() && !c.is_paused) {
-    CloseTcpClient(index);
+    Close(index);
   }
 }
 
-void Shard::OnTcpTimer(uint32_t index) {
-  TcpClient& c = tcp_clients_[index];
-  if (c.state != TcpClient::State::kOpen) {
+void TcpFrontend::OnClientTimer(core::Timer* timer) {
+  const auto index = static_cast<uint32_t>(static_cast<Client*>(timer->owner) - clients_.data());
+  Client& c = clients_[index];
+  if (c.state != Client::State::kOpen) {
     return;
   }
-  const int64_t read_timeout = absl::ToInt64Milliseconds(config_.listener.tcp.read_timeout);
-  const int64_t write_timeout = absl::ToInt64Milliseconds(config_.listener.tcp.write_timeout);
-  if (c.output.is_sending() && write_timeout > 0 &&
-      now_ms_ - c.send_started_ms >= write_timeout) {
+  const int64_t now_ms = reactor_.now_ms();
+  const int64_t read_timeout = Millis(config_.listener.tcp.read_timeout);
+  const int64_t write_timeout = Millis(config_.listener.tcp.write_timeout);
+  if (c.output.is_sending() && write_timeout > 0 && now_ms - c.send_started_ms >= write_timeout) {
     ++counters_.tcp_idle_closed;
-    CloseTcpClient(index);
+    Close(index);
     return;
   }
   const bool is_idle = c.inflight == 0 && c.output.is_idle();
-  if (is_idle && read_timeout > 0 && now_ms_ - c.last_activity_ms >= read_timeout) {
+  if (is_idle && read_timeout > 0 && now_ms - c.last_activity_ms >= read_timeout) {
     ++counters_.tcp_idle_closed;
-    CloseTcpClient(index);
+    Close(index);
     return;
   }
   int64_t next = c.last_activity_ms + read_timeout;
-  if (next <= now_ms_) {
-    next = now_ms_ + std::max<int64_t>(read_timeout, 100);
+  if (next <= now_ms) {
+    next = now_ms + std::max<int64_t>(read_timeout, 100);
   }
   if (c.output.is_sending() && write_timeout > 0) {
     next = std::min(next, c.send_started_ms + write_timeout);
   }
-  timers_.Schedule(&c.timer, next);
+  reactor_.timers().Schedule(&c.timer, next);
 }
 
-void Shard::CloseTcpClient(uint32_t index) {
-  TcpClient& c = tcp_clients_[index];
-  if (c.state != TcpClient::State::kOpen) {
+void TcpFrontend::Close(uint32_t index) {
+  Client& c = clients_[index];
+  if (c.state != Client::State::kOpen) {
     return;
   }
-  c.state = TcpClient::State::kClosing;
-  --open_tcp_clients_;
-  timers_.Cancel(&c.timer);
+  c.state = Client::State::kClosing;
+  --open_clients_;
+  reactor_.timers().Cancel(&c.timer);
   if (c.is_recv_pending || c.output.is_sending()) {
     // close() would not end a pending request (it holds its own file reference): cancel, then
     // free the entry when the last completion has arrived.
-    io_uring_sqe* sqe = ring_->GetSqe(nullptr);
+    io_uring_sqe* sqe = reactor_.GetSqe(nullptr);
     io_uring_prep_cancel_fd(sqe, c.fd.get(), IORING_ASYNC_CANCEL_ALL);
   }
-  MaybeFinishTcpClose(index);
+  MaybeFinishClose(index);
 }
 
-void Shard::MaybeFinishTcpClose(uint32_t index) {
-  TcpClient& c = tcp_clients_[index];
-  if (c.state != TcpClient::State::kClosing || c.is_recv_pending || c.output.is_sending()) {
+void TcpFrontend::MaybeFinishClose(uint32_t index) {
+  Client& c = clients_[index];
+  if (c.state != Client::State::kClosing || c.is_recv_pending || c.output.is_sending()) {
     return;
   }
   c.fd.reset();
   c.reader.Clear();
   c.output.Clear();
-  c.state = TcpClient::State::kFree;
+  c.state = Client::State::kFree;
   ++c.generation;
-  free_tcp_clients_.push_back(index);
+  free_clients_.push_back(index);
 }
 
 }  // namespace dotproxy::proxy

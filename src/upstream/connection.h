@@ -1,22 +1,36 @@
 // File: upstream/connection.h
 //
-// One pipelined DoT connection to one upstream server, owned by one shard. The shard's reactor
-// drives it (proxy/forwarder.cc); this struct holds its state: the lifecycle, the TLS session,
-// the ciphertext buffers of the one recv and the one send in flight, the plaintext frames queued
-// for the next SSL_write, and the ID slot table of the queries in flight.
+// One pipelined DoT connection to one upstream server, owned by one shard's ConnectionPool. It
+// owns its socket, its TLS session, the ciphertext of the one send in flight, the plaintext
+// frames queued for the next SSL_write, the frame reader of the responses and the ID slot table
+// of the queries in flight. The pool decides what happens (connect, retire, replace); this class
+// keeps the I/O and the life-cycle invariants:
+//
+//   kIdle → kConnecting → kHandshaking → kReady → kClosing → kFree (→ kIdle when reused)
+//
+// - a query is queued only while connecting, handshaking or ready, and written only when ready
+//   (so nothing is ever sent on a connection that failed verification);
+// - at most one connect, one recv and one send are in flight, and the socket and TLS session
+//   are released only when none is (closing cancels them, then waits for their completions).
 #ifndef DOTPROXY_UPSTREAM_CONNECTION_H_
 #define DOTPROXY_UPSTREAM_CONNECTION_H_
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "base/socket_address.h"
 #include "base/unique_fd.h"
+#include "core/buffer_ring.h"
 #include "core/operation.h"
+#include "core/reactor.h"
 #include "core/timer_wheel.h"
 #include "dns/query_id.h"
 #include "dns/tcp_framing.h"
 #include "net/send_queue.h"
+#include "tls/tls_context.h"
 #include "tls/tls_stream.h"
 
 namespace dotproxy::upstream {
@@ -24,64 +38,148 @@ namespace dotproxy::upstream {
 class Connection {
  public:
   enum class State : uint8_t {
-    kIdle,         // no socket; waiting for the reconnect timer
+    kIdle,         // no socket; waiting for the reconnect or probe timer
     kConnecting,   // TCP connect in flight
     kHandshaking,  // TLS handshake in progress
     kReady,        // carrying queries
     kClosing,      // cancelling its requests; freed when none is in flight
-    kFree,         // closed and unused: a spare the server can reconnect with
+    kFree,         // closed and unused: a spare the pool can reconnect with
+  };
+  // What the connection's requests and timer report to: ids the pool registered with its reactor.
+  struct Handlers {
+    core::HandlerId connect = core::kIgnoreHandler;
+    core::HandlerId recv = core::kIgnoreHandler;
+    core::HandlerId send = core::kIgnoreHandler;
+    uint32_t timer_kind = 0;
+  };
+  enum class ReadResult : uint8_t {
+    kWantMore,    // every byte read so far was consumed
+    kClosed,      // close_notify from the server
+    kFailed,      // TLS error (tls().error() says which)
+    kZeroLength,  // a zero-length DNS message: the stream cannot be trusted
   };
 
-  Connection(uint32_t index, uint32_t server, uint32_t max_inflight)
-      : index_(index), server_(server), ids_(max_inflight) {}
+  Connection(uint32_t index, uint32_t server, uint32_t max_inflight, const Handlers& handlers);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
   uint32_t index() const { return index_; }
   uint32_t server() const { return server_; }
-  // Usable for a new query: established or about to be, with a free ID slot.
-  bool CanAccept() const {
-    return (state == State::kReady || state == State::kConnecting ||
-            state == State::kHandshaking) &&
-           !ids_.is_full();
+  State state() const { return state_; }
+  bool is_ready() const { return state_ == State::kReady; }
+  // Established or about to be.
+  bool is_alive() const {
+    return state_ == State::kReady || state_ == State::kConnecting ||
+           state_ == State::kHandshaking;
   }
+  // Usable for a new query: alive with a free ID slot.
+  bool CanAccept() const { return is_alive() && !ids_.is_full(); }
+  // Tags completions; advances on every (re)connect and when the close completes.
+  uint32_t generation() const { return generation_; }
   dns::IdSlotTable& ids() { return ids_; }
   const dns::IdSlotTable& ids() const { return ids_; }
-  // Forgets the ciphertext of the last recv once its shared buffer goes back to the ring.
-  void tls_input_done() {
-    if (tls != nullptr) {
-      tls->SetInput(nullptr, 0);
+  core::Timer& timer() { return timer_; }
+  const tls::TlsStream& tls() const { return *tls_; }
+  bool is_graceful_close() const { return is_graceful_close_; }
+  bool has_queued_queries() const { return !plain_pending_.empty(); }
+
+  // Bookkeeping the pool reads for its decisions.
+  int64_t last_used_ms = 0;           // last query sent or response received
+  int64_t ready_since_ms = 0;         // when the handshake completed
+  int64_t last_read_ms = 0;           // when bytes last arrived (half-dead detection)
+  uint32_t consecutive_failures = 0;  // connect/handshake failures since the last success
+  bool is_dirty = false;              // on the pool's flush list
+
+  // kIdle or kFree → kConnecting: opens a socket and submits the connect. On a socket error
+  // (EMFILE, say) returns it and stays where it was.
+  absl::Status StartConnect(core::Reactor& reactor, const base::SocketAddress& addr);
+  void OnConnectCompleted() { is_connect_pending_ = false; }
+  // kConnecting → kHandshaking: a client TLS session over the socket. False if OpenSSL cannot
+  // make one.
+  bool StartTls(tls::ClientContext& context);
+  tls::IoResult Handshake() { return tls_->Handshake(); }
+  // kHandshaking → kReady.
+  void MarkReady(int64_t now_ms);
+  // One buffer-select recv of ciphertext from the shared ring.
+  void ArmRecv(core::Reactor& reactor, const core::BufferRing& buffers);
+  void OnRecvCompleted() { is_recv_pending_ = false; }
+  // Ciphertext of the last recv, for the next Handshake()/ReadResponses(); ForgetInput() before
+  // the buffer goes back to the ring.
+  void SetInput(const uint8_t* data, size_t len, int64_t now_ms);
+  void ForgetInput() {
+    if (tls_ != nullptr) {
+      tls_->SetInput(nullptr, 0);
     }
   }
-  uint32_t ops_in_flight() const {
-    return static_cast<uint32_t>(is_connect_pending) + static_cast<uint32_t>(is_recv_pending) +
-           static_cast<uint32_t>(output.is_sending());
-  }
+  // Reads all plaintext available and calls on_response(const uint8_t*, size_t) -> bool for
+  // every whole DNS message.
+  template <typename Fn>
+  ReadResult ReadResponses(std::span<uint8_t> scratch, Fn&& on_response);
 
-  State state = State::kIdle;
-  uint32_t generation = 0;               // advances on every (re)connect; tags completions
-  base::UniqueFd fd;
-  std::unique_ptr<tls::TlsStream> tls;
-  core::Operation connect_op;
-  core::Operation recv_op;
-  core::Operation send_op;
-  core::Operation timeout_op;            // link timeout of connect; completion ignored
-  bool is_connect_pending = false;
-  bool is_recv_pending = false;
-  bool is_dirty = false;                 // on the shard's flush list
-  bool is_graceful_close = false;        // stale close: send close_notify, then reconnect at once
-  net::SendQueue output;                 // ciphertext; the TLS BIO appends to output.pending()
-  std::vector<uint8_t> plain_pending;    // framed queries waiting for the next SSL_write
-  dns::FrameReader reader;               // plaintext responses, split anywhere
-  core::Timer timer;                     // connect/handshake deadline, stale close, reconnect
-  int64_t last_used_ms = 0;              // last query sent or response received
-  int64_t ready_since_ms = 0;            // when the handshake completed
-  uint32_t consecutive_failures = 0;     // connect/handshake failures since the last success
-  int64_t last_read_ms = 0;              // when bytes last arrived (half-dead detection)
+  // Appends the query, framed (RFC 7858 §3.3), with `id` in place of the client's.
+  void QueueQuery(std::span<const uint8_t> query, uint16_t id);
+  // One SSL_write of every frame queued (when ready): one record, one send. False on a TLS
+  // failure, which the pool turns into a connection failure.
+  bool WriteQueued();
+  // Submits the ciphertext TLS produced, unless a send is in flight or the connection is being
+  // torn down.
+  void StartSend(core::Reactor& reactor);
+  net::SendQueue::Result OnSendCompleted(core::Reactor& reactor, int res);
+  // Queues close_notify; the close that follows lets it go out.
+  void BeginGracefulClose();
+  // → kClosing: drops queued queries and partial responses, and cancels what is in flight (all
+  // of it, or only the recv after BeginGracefulClose so that close_notify still goes out).
+  void BeginClose(core::Reactor& reactor);
+  // kClosing with nothing in flight → kFree (socket and TLS released). True if it got there.
+  bool FinishCloseIfIdle();
+  // kFree or kConnecting-failed → kIdle, waiting for a timer.
+  void SetIdle() { state_ = State::kIdle; }
 
  private:
-  uint32_t index_;
-  uint32_t server_;
+  uint32_t ops_in_flight() const {
+    return static_cast<uint32_t>(is_connect_pending_) + static_cast<uint32_t>(is_recv_pending_) +
+           static_cast<uint32_t>(output_.is_sending());
+  }
+
+  const uint32_t index_;
+  const uint32_t server_;
+  State state_ = State::kIdle;
+  uint32_t generation_ = 0;
+  base::UniqueFd fd_;
+  std::unique_ptr<tls::TlsStream> tls_;
+  core::Operation connect_op_;
+  core::Operation recv_op_;
+  core::Operation send_op_;
+  bool is_connect_pending_ = false;
+  bool is_recv_pending_ = false;
+  bool is_graceful_close_ = false;   // stale close: close_notify goes out before the socket closes
+  net::SendQueue output_;            // ciphertext; the TLS BIO appends to output_.pending()
+  std::vector<uint8_t> plain_pending_;  // framed queries waiting for the next SSL_write
+  dns::FrameReader reader_;          // plaintext responses, split anywhere
+  core::Timer timer_;                // connect/handshake deadline, stale close, reconnect
   dns::IdSlotTable ids_;
 };
+
+template <typename Fn>
+Connection::ReadResult Connection::ReadResponses(std::span<uint8_t> scratch, Fn&& on_response) {
+  while (state_ == State::kReady) {
+    size_t n = 0;
+    const tls::IoResult r = tls_->Read(scratch.data(), scratch.size(), &n);
+    if (r == tls::IoResult::kWantRead) {
+      break;
+    }
+    if (r == tls::IoResult::kClosed) {
+      return ReadResult::kClosed;
+    }
+    if (r == tls::IoResult::kFailed) {
+      return ReadResult::kFailed;
+    }
+    if (reader_.Feed(scratch.data(), n, on_response) == dns::FrameResult::kZeroLength) {
+      return ReadResult::kZeroLength;
+    }
+  }
+  return ReadResult::kWantMore;
+}
 
 }  // namespace dotproxy::upstream
 

@@ -1,13 +1,17 @@
-// File: proxy/counters.h
+// File: metrics/counters.h
 //
-// Per-shard counters: plain fields written only by the shard's thread. The statsd issue (#later)
-// adds the periodic snapshot to the control thread; until then they are logged at exit.
-#ifndef DOTPROXY_PROXY_COUNTERS_H_
-#define DOTPROXY_PROXY_COUNTERS_H_
+// Per-shard counters: plain fields written only by the shard's thread (no atomics, no locks).
+// The frontends and the query table count here; the upstream connection pool counts into the
+// embedded upstream::UpstreamCounters. Until the periodic snapshot lands (the metrics issue)
+// they are logged when the shard stops.
+#ifndef DOTPROXY_METRICS_COUNTERS_H_
+#define DOTPROXY_METRICS_COUNTERS_H_
 
 #include <cstdint>
 
-namespace dotproxy::proxy {
+#include "upstream/counters.h"
+
+namespace dotproxy::metrics {
 
 struct ShardCounters {
   uint64_t udp_queries = 0;
@@ -26,18 +30,10 @@ struct ShardCounters {
   uint64_t servfail_no_upstream = 0;
   uint64_t servfail_retries = 0;       // connection lost, retries exhausted
   uint64_t client_gone = 0;            // TCP client closed before its answer
-  uint64_t upstream_unknown_id = 0;    // responses dropped: unknown or stale ID
-  uint64_t upstream_mismatch = 0;      // responses dropped: question differs
   uint64_t upstream_retries = 0;       // queries re-sent on another connection
-  uint64_t upstream_connects = 0;
-  uint64_t upstream_connect_failures = 0;
-  uint64_t upstream_handshakes_full = 0;
-  uint64_t upstream_handshakes_resumed = 0;
-  uint64_t upstream_handshake_failures = 0;
-  uint64_t upstream_closed = 0;        // connections lost (EOF, reset, error)
-  uint64_t upstream_stale_closed = 0;  // closed by us after stale_timeout
+  upstream::UpstreamCounters upstream;
 };
 
-}  // namespace dotproxy::proxy
+}  // namespace dotproxy::metrics
 
-#endif  // DOTPROXY_PROXY_COUNTERS_H_
+#endif  // DOTPROXY_METRICS_COUNTERS_H_

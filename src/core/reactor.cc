@@ -1,0 +1,115 @@
+#include "core/reactor.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/check.h"
+#include "base/status_macros.h"
+#include "core/clock.h"
+
+namespace dotproxy::core {
+namespace {
+
+// The loop never sleeps longer than this, timers or not.
+constexpr int64_t kMaxWaitMs = 1000;
+// Flush passes per iteration at most: a hook that keeps reporting work cannot starve the ring.
+constexpr int kMaxFlushPasses = 4;
+
+}  // namespace
+
+Reactor::Reactor() : timers_(MonotonicMillis()) {
+  handlers_.push_back({});  // kIgnoreHandler
+  timer_handlers_.push_back({});  // kind 0: no owner
+}
+
+Reactor::~Reactor() {
+  // Buffer rings are unregistered while the ring exists; then tearing the ring down cancels every
+  // request still in flight, before the memory they point at is freed (the owners of that
+  // memory outlive their reactor).
+  buffer_rings_.clear();
+  ring_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(const Ring::Options& options) {
+  auto reactor = std::unique_ptr<Reactor>(new Reactor());
+  ASSIGN_OR_RETURN(reactor->ring_, Ring::Create(options));
+  reactor->wake_fd_.reset(eventfd(0, EFD_CLOEXEC));
+  if (!reactor->wake_fd_.is_valid()) {
+    return absl::ErrnoToStatus(errno, "eventfd");
+  }
+  reactor->now_ns_ = MonotonicNanos();
+  reactor->now_ms_ = reactor->now_ns_ / 1'000'000;
+  reactor->wake_op_.handler = reactor->OnCompletion<&Reactor::OnWake>(reactor.get());
+  reactor->ArmWake();
+  return reactor;
+}
+
+absl::StatusOr<BufferRing*> Reactor::AddBufferRing(uint32_t count, uint32_t size) {
+  const auto group = static_cast<uint16_t>(buffer_rings_.size() + 1);
+  ASSIGN_OR_RETURN(std::unique_ptr<BufferRing> buffers,
+                   BufferRing::Create(ring_->raw(), group, count, size));
+  buffer_rings_.push_back(std::move(buffers));
+  return buffer_rings_.back().get();
+}
+
+HandlerId Reactor::AddHandler(void* owner, CompletionFn fn) {
+  CHECK(handlers_.size() < 256);
+  handlers_.push_back({owner, fn});
+  return static_cast<HandlerId>(handlers_.size() - 1);
+}
+
+void Reactor::RequestStop() {
+  // The flag first, so the loop that the write wakes sees it. The caller keeps this object alive
+  // until the loop's thread has been joined.
+  stop_requested_.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(wake_fd_.get(), &one, sizeof(one));
+}
+
+void Reactor::ArmWake() {
+  io_uring_sqe* sqe = ring_->GetSqe(&wake_op_);
+  io_uring_prep_read(sqe, wake_fd_.get(), &wake_value_, sizeof(wake_value_), 0);
+}
+
+void Reactor::OnWake(const Operation& /*op*/, const io_uring_cqe& /*cqe*/) {
+  if (!is_stop_requested()) {
+    ArmWake();
+  }
+}
+
+void Reactor::Flush() {
+  for (int pass = 0; pass < kMaxFlushPasses; ++pass) {
+    bool did_work = false;
+    for (const FlushHook& hook : flush_hooks_) {
+      did_work |= hook.fn(hook.owner);
+    }
+    if (!did_work) {
+      return;
+    }
+  }
+}
+
+void Reactor::RunOnce(int64_t max_wait_ms) {
+  Flush();
+  const int64_t timeout = timers_.NextTimeoutMs(now_ms_, max_wait_ms);
+  ring_->SubmitAndWait(timeout < 0 ? max_wait_ms : timeout);
+  now_ns_ = MonotonicNanos();
+  now_ms_ = now_ns_ / 1'000'000;
+  ring_->Drain([this](const io_uring_cqe& cqe) { Dispatch(cqe); });
+  timers_.Advance(now_ms_, [this](Timer* timer) {
+    const TimerHandler& h = timer_handlers_[timer->kind];
+    if (h.fn != nullptr) {
+      h.fn(h.owner, timer);
+    }
+  });
+}
+
+void Reactor::Run() {
+  while (!is_stop_requested()) {
+    RunOnce(kMaxWaitMs);
+  }
+}
+
+}  // namespace dotproxy::core

@@ -1,0 +1,231 @@
+#include "proxy/query_table.h"
+
+#include "base/check.h"
+#include "dns/header.h"
+#include "net/send_queue.h"
+
+namespace dotproxy::proxy {
+namespace {
+
+int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
+// Forgets attempt `i` of `slot`, keeping the others in order (oldest first).
+void RemoveAttempt(QueryTable::Slot& slot, uint8_t i) {
+  for (; i + 1 < slot.live; ++i) {
+    slot.upstream_conn[i] = slot.upstream_conn[i + 1];
+    slot.upstream_id[i] = slot.upstream_id[i + 1];
+    slot.attempt_sent_ns[i] = slot.attempt_sent_ns[i + 1];
+  }
+  --slot.live;
+}
+
+}  // namespace
+
+QueryTable::QueryTable(core::Reactor& reactor, const config::Config& config,
+                       metrics::ShardCounters& counters, uint32_t capacity)
+    : reactor_(reactor), config_(config), counters_(counters), slots_(capacity) {
+  const uint32_t timer_kind = reactor_.OnTimer<&QueryTable::OnTimer>(this);
+  free_slots_.reserve(capacity);
+  for (uint32_t i = capacity; i > 0; --i) {
+    Slot& slot = slots_[i - 1];
+    slot.timer.owner = &slot;
+    slot.timer.kind = timer_kind;
+    free_slots_.push_back(i - 1);
+  }
+  scratch_.resize(dns::kMaxMessageSize + 2);
+}
+
+int32_t QueryTable::Acquire(ClientSide* client) {
+  if (free_slots_.empty()) {
+    return -1;
+  }
+  const uint32_t index = free_slots_.back();
+  free_slots_.pop_back();
+  Slot& slot = slots_[index];
+  slot.state = Slot::State::kWaiting;
+  slot.client = client;
+  slot.attempts = 0;
+  slot.live = 0;
+  slot.is_queued = false;
+  slot.last_server = -1;
+  slot.deadline_ms = reactor_.now_ms() + Millis(config_.upstream.query_timeout);
+  return static_cast<int32_t>(index);
+}
+
+void QueryTable::Release(uint32_t index) {
+  Slot& slot = slots_[index];
+  DCHECK(slot.state != Slot::State::kFree);
+  DCHECK(slot.live == 0);
+  reactor_.timers().Cancel(&slot.timer);
+  slot.state = Slot::State::kFree;
+  ++slot.generation;
+  net::ReleaseIfLarge(slot.query);
+  free_slots_.push_back(index);
+}
+
+void QueryTable::Forward(uint32_t index, int exclude_server) {
+  Slot& slot = slots_[index];
+  upstream::ConnectionPool::Attempt attempt;
+  switch (pool_->Send(index, slot.query, exclude_server, &attempt)) {
+    case upstream::ConnectionPool::SendResult::kSent:
+      break;
+    case upstream::ConnectionPool::SendResult::kQueued:
+      slot.is_queued = true;
+      reactor_.timers().Schedule(&slot.timer, slot.deadline_ms);
+      return;
+    case upstream::ConnectionPool::SendResult::kNoServer:
+      ++counters_.servfail_no_upstream;
+      Fail(index);
+      return;
+  }
+  if (slot.live == kMaxLiveAttempts) {
+    DetachAttempt(index, 0);  // keep the newest attempts
+  }
+  slot.upstream_conn[slot.live] = attempt.conn;
+  slot.upstream_id[slot.live] = attempt.id;
+  slot.attempt_sent_ns[slot.live] = reactor_.now_ns();
+  ++slot.live;
+  slot.last_server = attempt.server;
+  ++slot.attempts;
+  int64_t expiry = slot.deadline_ms;
+  const int64_t attempt_timeout = pool_->attempt_timeout_ms(attempt.server);
+  if (attempt_timeout > 0) {
+    expiry = std::min(expiry, reactor_.now_ms() + attempt_timeout);
+  }
+  reactor_.timers().Schedule(&slot.timer, expiry);
+}
+
+void QueryTable::DetachAttempt(uint32_t index, uint8_t attempt) {
+  Slot& slot = slots_[index];
+  DCHECK(attempt < slot.live);
+  const uint32_t conn = slot.upstream_conn[attempt];
+  const uint16_t id = slot.upstream_id[attempt];
+  RemoveAttempt(slot, attempt);
+  pool_->Release(conn, id);
+}
+
+void QueryTable::DetachFromUpstream(uint32_t index) {
+  while (slots_[index].live > 0) {
+    DetachAttempt(index, slots_[index].live - 1);
+  }
+}
+
+void QueryTable::Complete(uint32_t index, const uint8_t* response, size_t len) {
+  ++counters_.responses;
+  Deliver(index, response, len);
+}
+
+void QueryTable::Fail(uint32_t index) {
+  Slot& slot = slots_[index];
+  DetachFromUpstream(index);
+  const size_t n = dns::BuildServfail(slot.query.data(), slot.info, scratch_.data(),
+                                      scratch_.size());
+  Deliver(index, scratch_.data(), n);
+}
+
+void QueryTable::Deliver(uint32_t index, const uint8_t* response, size_t len) {
+  Slot& slot = slots_[index];
+  reactor_.timers().Cancel(&slot.timer);
+  DetachFromUpstream(index);
+  slot.state = Slot::State::kReplying;
+  slot.client->Deliver(index, response, len);
+}
+
+void QueryTable::OnTimer(core::Timer* timer) {
+  const auto index = static_cast<uint32_t>(static_cast<Slot*>(timer->owner) - slots_.data());
+  Slot& slot = slots_[index];
+  if (slot.state != Slot::State::kWaiting) {
+    return;
+  }
+  if (reactor_.now_ms() >= slot.deadline_ms) {
+    ++counters_.servfail_timeout;
+    slot.is_queued = false;
+    Fail(index);
+    return;
+  }
+  // The latest attempt took longer than the server's read_timeout: send another copy elsewhere
+  // (RFC 7766 §6.2.1: queries are idempotent) but keep listening for the slow one.
+  if (slot.live > 0) {
+    const bool may_retry = slot.attempts <= config_.upstream.max_connection_retries;
+    const auto verdict = pool_->OnAttemptTimeout(slot.upstream_conn[slot.live - 1], may_retry);
+    if (verdict == upstream::ConnectionPool::TimeoutVerdict::kServerDown) {
+      // The server's connections were recycled, which re-sent this query if it had no other
+      // attempt left; otherwise send it elsewhere now.
+      if (slot.state == Slot::State::kWaiting && slot.live == 0 && !slot.is_queued &&
+          slot.attempts <= config_.upstream.max_connection_retries) {
+        Forward(index, slot.last_server);
+      } else if (slot.state == Slot::State::kWaiting) {
+        reactor_.timers().Schedule(&slot.timer, slot.deadline_ms);
+      }
+      return;
+    }
+    if (may_retry) {
+      ++counters_.upstream_retries;
+      if (verdict != upstream::ConnectionPool::TimeoutVerdict::kRecycled) {
+        Forward(index, slot.last_server);
+      }
+      return;
+    }
+  }
+  reactor_.timers().Schedule(&slot.timer, slot.deadline_ms);
+}
+
+bool QueryTable::OnResponse(uint32_t index, uint32_t conn, uint16_t id, const uint8_t* msg,
+                            size_t len, int64_t* sent_ns) {
+  Slot& slot = slots_[index];
+  int attempt = -1;
+  for (uint8_t i = 0; i < slot.live; ++i) {
+    if (slot.upstream_conn[i] == conn && slot.upstream_id[i] == id) {
+      attempt = i;
+    }
+  }
+  // RFC 7766 §7: match by ID and question; never hand a client someone else's answer. A message
+  // that is not a response (QR=0, say an echo of the query) or answers another opcode is as
+  // wrong as one for another question.
+  const bool is_match =
+      slot.state == Slot::State::kWaiting && attempt >= 0 && dns::IsResponse(msg) &&
+      ((dns::GetFlags(msg) ^ dns::GetFlags(slot.query.data())) & dns::kOpcodeMask) == 0 &&
+      dns::ResponseMatchesQuery(slot.query.data(), slot.info, msg, len);
+  if (!is_match) {
+    return false;
+  }
+  *sent_ns = slot.attempt_sent_ns[attempt];
+  Complete(index, msg, len);
+  return true;
+}
+
+void QueryTable::OnAttemptLost(uint32_t index, uint32_t conn) {
+  Slot& slot = slots_[index];
+  for (uint8_t i = 0; i < slot.live; ++i) {
+    if (slot.upstream_conn[i] == conn) {
+      RemoveAttempt(slot, i);
+      return;
+    }
+  }
+}
+
+void QueryTable::OnLostAttemptsDone(uint32_t index) {
+  Slot& slot = slots_[index];
+  if (slot.state != Slot::State::kWaiting || slot.live > 0 || slot.is_queued) {
+    return;  // answered meanwhile, or another attempt is still in flight
+  }
+  if (slot.attempts <= config_.upstream.max_connection_retries &&
+      reactor_.now_ms() < slot.deadline_ms) {
+    ++counters_.upstream_retries;
+    Forward(index, slot.last_server);
+  } else {
+    ++counters_.servfail_retries;
+    Fail(index);
+  }
+}
+
+void QueryTable::OnBacklogReady(uint32_t index) {
+  Slot& slot = slots_[index];
+  if (!slot.is_queued || slot.state != Slot::State::kWaiting) {
+    return;  // answered or failed while queued
+  }
+  slot.is_queued = false;
+  Forward(index, -1);
+}
+
+}  // namespace dotproxy::proxy

@@ -1,0 +1,107 @@
+// File: proxy/query_table.h
+//
+// QueryTable holds one shard's client queries from arrival until their answer has been handed
+// to the frontend that received them: a fixed table of slots, each with the query bytes, its
+// deadline (upstream.query_timeout) and its upstream attempts. It sends queries through the
+// upstream::ConnectionPool, sends a hedged retry when an attempt outlives its server's
+// read_timeout, re-sends queries whose connection was lost, matches answers (RFC 7766 §7) and
+// answers SERVFAIL when the deadline passes or no server is up.
+//
+//   int32_t slot = table.Acquire(this);          // a frontend, on a query
+//   table.slot(slot).info = ...; .query = ...;   // fill in, then
+//   table.Start(slot);
+//   ... later ClientSide::Deliver(slot, answer) on the frontend, which calls table.Release(slot)
+//   once it no longer needs the slot (UDP: when its reply has been sent).
+#ifndef DOTPROXY_PROXY_QUERY_TABLE_H_
+#define DOTPROXY_PROXY_QUERY_TABLE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "config/config.h"
+#include "core/reactor.h"
+#include "core/timer_wheel.h"
+#include "dns/message.h"
+#include "metrics/counters.h"
+#include "upstream/connection_pool.h"
+
+namespace dotproxy::proxy {
+
+// A frontend: where a slot's answer goes.
+class ClientSide {
+ public:
+  virtual ~ClientSide() = default;
+  // The answer (or a SERVFAIL) for `slot`, client ID not yet restored. The frontend calls
+  // QueryTable::Release(slot) when done with the slot.
+  virtual void Deliver(uint32_t slot, const uint8_t* response, size_t len) = 0;
+};
+
+class QueryTable final : public upstream::QueryOwner {
+ public:
+  static constexpr uint8_t kMaxLiveAttempts = 2;
+
+  // One client query from arrival until its answer has been delivered.
+  struct Slot {
+    enum class State : uint8_t { kFree, kWaiting, kReplying };
+    State state = State::kFree;
+    uint8_t attempts = 0;       // upstream sends so far
+    uint8_t live = 0;           // attempts in flight: attempt[0..live)
+    bool is_queued = false;     // in a server's backlog, waiting for a free ID slot
+    uint32_t generation = 0;
+    ClientSide* client = nullptr;
+    uint32_t client_index = 0;  // the frontend's own reference (TCP: connection index...)
+    uint32_t client_generation = 0;
+    // A retry after an attempt timeout does not cancel the slow attempt: whichever answers first
+    // wins (the older is dropped when a third is sent).
+    uint32_t upstream_conn[kMaxLiveAttempts] = {};
+    uint16_t upstream_id[kMaxLiveAttempts] = {};
+    int64_t attempt_sent_ns[kMaxLiveAttempts] = {};  // for the server's latency EWMA
+    int32_t last_server = -1;   // server of the latest attempt
+    int64_t deadline_ms = 0;
+    dns::QueryInfo info;
+    std::vector<uint8_t> query;  // the client's message (client ID in bytes 0-1)
+    core::Timer timer;
+  };
+
+  QueryTable(core::Reactor& reactor, const config::Config& config,
+             metrics::ShardCounters& counters, uint32_t capacity);
+  // The pool to send through; set once, before the first Start().
+  void set_pool(upstream::ConnectionPool* pool) { pool_ = pool; }
+
+  uint32_t capacity() const { return static_cast<uint32_t>(slots_.size()); }
+  Slot& slot(uint32_t index) { return slots_[index]; }
+  // A free slot for a query of `client`, its deadline set; -1 when the table is full.
+  int32_t Acquire(ClientSide* client);
+  // Forwards the query the frontend filled in.
+  void Start(uint32_t slot) { Forward(slot, -1); }
+  // Frees a slot after its answer was delivered.
+  void Release(uint32_t slot);
+  // upstream::QueryOwner
+  bool OnResponse(uint32_t slot, uint32_t conn, uint16_t id, const uint8_t* msg, size_t len,
+                  int64_t* sent_ns) override;
+  void OnAttemptLost(uint32_t slot, uint32_t conn) override;
+  void OnLostAttemptsDone(uint32_t slot) override;
+  void OnBacklogReady(uint32_t slot) override;
+
+ private:
+  void Forward(uint32_t slot, int exclude_server);
+  void OnTimer(core::Timer* timer);
+  void Complete(uint32_t slot, const uint8_t* response, size_t len);
+  void Fail(uint32_t slot);
+  // Cancels the timer and every attempt, and hands the answer to the client's frontend.
+  void Deliver(uint32_t slot, const uint8_t* response, size_t len);
+  void DetachAttempt(uint32_t slot, uint8_t attempt);
+  void DetachFromUpstream(uint32_t slot);
+
+  core::Reactor& reactor_;
+  const config::Config& config_;
+  metrics::ShardCounters& counters_;
+  upstream::ConnectionPool* pool_ = nullptr;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<uint8_t> scratch_;  // SERVFAIL assembly
+};
+
+}  // namespace dotproxy::proxy
+
+#endif  // DOTPROXY_PROXY_QUERY_TABLE_H_

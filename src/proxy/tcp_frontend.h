@@ -1,0 +1,99 @@
+// File: proxy/tcp_frontend.h
+//
+// TcpFrontend is one shard's SO_REUSEPORT TCP listener and its client connections (RFC 7766):
+// multishot accept, recv from a provided-buffer ring into a frame reader that copes with any
+// split, pipelined queries answered as they complete, one send in flight per connection,
+// back-pressure at max_inflight_per_connection, idle and write timeouts, and a per-shard cap
+// that sheds the idlest client first.
+#ifndef DOTPROXY_PROXY_TCP_FRONTEND_H_
+#define DOTPROXY_PROXY_TCP_FRONTEND_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "base/unique_fd.h"
+#include "config/config.h"
+#include "core/buffer_ring.h"
+#include "core/reactor.h"
+#include "dns/tcp_framing.h"
+#include "metrics/counters.h"
+#include "net/send_queue.h"
+#include "proxy/query_table.h"
+
+namespace dotproxy::proxy {
+
+class TcpFrontend final : public ClientSide {
+ public:
+  TcpFrontend(core::Reactor& reactor, const config::Config& config, QueryTable& table,
+              metrics::ShardCounters& counters);
+  TcpFrontend(const TcpFrontend&) = delete;
+  TcpFrontend& operator=(const TcpFrontend&) = delete;
+
+  // Binds the listener and starts accepting.
+  absl::Status Init();
+  uint16_t port() const;
+
+  // ClientSide: queues the answer on its connection (if still open) and releases the slot.
+  void Deliver(uint32_t slot, const uint8_t* response, size_t len) override;
+
+ private:
+  // One accepted client connection.
+  struct Client {
+    enum class State : uint8_t { kFree, kOpen, kClosing };
+    State state = State::kFree;
+    bool is_recv_pending = false;
+    bool is_peer_closed = false;  // peer shut down its sending side
+    bool is_paused = false;       // in-flight cap reached: not reading
+    bool is_dirty = false;        // on the flush list
+    uint32_t generation = 0;
+    uint32_t inflight = 0;        // queries forwarded, not yet answered
+    base::UniqueFd fd;
+    core::Operation recv_op;
+    core::Operation send_op;
+    dns::FrameReader reader;
+    net::SendQueue output;        // framed responses, one send in flight
+    int64_t last_activity_ms = 0;
+    int64_t send_started_ms = 0;
+    core::Timer timer;            // idle (read_timeout) and write_timeout checks
+  };
+
+  void ArmAccept();
+  void OnAccept(const core::Operation& op, const io_uring_cqe& cqe);
+  void OnAcceptRetry(core::Timer* timer);
+  bool ShedIdleClient();
+  void ArmRecv(uint32_t index);
+  void OnRecv(const core::Operation& op, const io_uring_cqe& cqe);
+  // Feeds the reader's frames (new bytes, or the buffered ones after a pause) to OnMessage and
+  // acts on the outcome: close on a bad frame, pause, or read on.
+  template <typename Feed>
+  void HandleFrames(uint32_t index, Feed&& feed);
+  bool OnMessage(uint32_t index, const uint8_t* msg, size_t len);
+  void QueueResponse(uint32_t index, const uint8_t* msg, size_t len, uint16_t client_id);
+  void Resume(uint32_t index);
+  void StartSend(uint32_t index);
+  void OnSendDone(const core::Operation& op, const io_uring_cqe& cqe);
+  void OnClientTimer(core::Timer* timer);
+  void Close(uint32_t index);
+  void MaybeFinishClose(uint32_t index);
+  void MaybeCloseAfterPeerEof(uint32_t index);
+  bool Flush();  // end of loop iteration: one send per connection with answers queued
+
+  core::Reactor& reactor_;
+  const config::Config& config_;
+  QueryTable& table_;
+  metrics::ShardCounters& counters_;
+  base::UniqueFd fd_;
+  core::BufferRing* buffers_ = nullptr;
+  core::Operation accept_op_;
+  core::Timer accept_retry_timer_;
+  std::vector<Client> clients_;
+  std::vector<uint32_t> free_clients_;
+  uint32_t open_clients_ = 0;
+  std::vector<uint32_t> dirty_;
+  std::vector<uint8_t> scratch_;  // SERVFAIL assembly when the query table is full
+};
+
+}  // namespace dotproxy::proxy
+
+#endif  // DOTPROXY_PROXY_TCP_FRONTEND_H_

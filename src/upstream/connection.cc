@@ -1,0 +1,138 @@
+#include "upstream/connection.h"
+
+#include <cstring>
+
+#include "base/check.h"
+#include "dns/header.h"
+#include "net/sockets.h"
+
+namespace dotproxy::upstream {
+
+Connection::Connection(uint32_t index, uint32_t server, uint32_t max_inflight,
+                       const Handlers& handlers)
+    : index_(index), server_(server), ids_(max_inflight) {
+  connect_op_ = {handlers.connect, index, 0};
+  recv_op_ = {handlers.recv, index, 0};
+  send_op_ = {handlers.send, index, 0};
+  timer_.owner = this;
+  timer_.kind = handlers.timer_kind;
+}
+
+absl::Status Connection::StartConnect(core::Reactor& reactor, const base::SocketAddress& addr) {
+  DCHECK(state_ == State::kIdle || state_ == State::kFree);
+  ++generation_;
+  auto fd = net::CreateTcpClientSocket(addr);
+  if (!fd.ok()) {
+    return fd.status();
+  }
+  fd_ = std::move(fd).value();
+  state_ = State::kConnecting;
+  connect_op_.generation = generation_;
+  io_uring_sqe* sqe = reactor.GetSqe(&connect_op_);
+  io_uring_prep_connect(sqe, fd_.get(), addr.raw(), addr.length());
+  is_connect_pending_ = true;
+  return absl::OkStatus();
+}
+
+bool Connection::StartTls(tls::ClientContext& context) {
+  DCHECK(state_ == State::kConnecting);
+  tls_ = tls::TlsStream::Create(context, &output_.pending());
+  if (tls_ == nullptr) {
+    return false;
+  }
+  state_ = State::kHandshaking;
+  return true;
+}
+
+void Connection::MarkReady(int64_t now_ms) {
+  DCHECK(state_ == State::kHandshaking);
+  state_ = State::kReady;
+  consecutive_failures = 0;
+  last_read_ms = now_ms;
+  ready_since_ms = now_ms;
+  last_used_ms = now_ms;
+}
+
+void Connection::ArmRecv(core::Reactor& reactor, const core::BufferRing& buffers) {
+  DCHECK(!is_recv_pending_);
+  recv_op_.generation = generation_;
+  // Ciphertext lands in a shared provided buffer that is handed back as soon as TLS has consumed
+  // it, so an idle connection holds no receive buffer.
+  buffers.PrepareRecv(reactor.GetSqe(&recv_op_), fd_.get());
+  is_recv_pending_ = true;
+}
+
+void Connection::SetInput(const uint8_t* data, size_t len, int64_t now_ms) {
+  last_read_ms = now_ms;
+  tls_->SetInput(data, len);
+}
+
+void Connection::QueueQuery(std::span<const uint8_t> query, uint16_t id) {
+  DCHECK(is_alive());
+  const size_t offset = plain_pending_.size();
+  plain_pending_.resize(offset + 2 + query.size());
+  dns::WriteLengthPrefix(plain_pending_.data() + offset, query.size());
+  memcpy(plain_pending_.data() + offset + 2, query.data(), query.size());
+  dns::SetId(plain_pending_.data() + offset + 2, id);
+}
+
+bool Connection::WriteQueued() {
+  if (state_ != State::kReady || plain_pending_.empty()) {
+    return true;
+  }
+  const bool is_written = tls_->Write(plain_pending_.data(), plain_pending_.size());
+  plain_pending_.clear();
+  net::ReleaseIfLarge(plain_pending_);
+  return is_written;
+}
+
+void Connection::StartSend(core::Reactor& reactor) {
+  if (!fd_.is_valid() || (state_ == State::kClosing && !is_graceful_close_)) {
+    return;
+  }
+  send_op_.generation = generation_;
+  output_.Start(reactor.ring(), &send_op_, fd_.get());
+}
+
+net::SendQueue::Result Connection::OnSendCompleted(core::Reactor& reactor, int res) {
+  const bool is_aborting = state_ == State::kClosing && !is_graceful_close_;
+  return output_.OnComplete(reactor.ring(), &send_op_, fd_.get(), is_aborting ? -ECANCELED : res);
+}
+
+void Connection::BeginGracefulClose() {
+  DCHECK(state_ == State::kReady);
+  tls_->Shutdown();
+  is_graceful_close_ = true;
+}
+
+void Connection::BeginClose(core::Reactor& reactor) {
+  DCHECK(state_ != State::kClosing && state_ != State::kFree);
+  state_ = State::kClosing;
+  reactor.timers().Cancel(&timer_);
+  plain_pending_.clear();
+  reader_.Clear();
+  if (is_connect_pending_ || is_recv_pending_ || (output_.is_sending() && !is_graceful_close_)) {
+    io_uring_sqe* sqe = reactor.GetSqe(nullptr);
+    if (is_graceful_close_) {
+      io_uring_prep_cancel(sqe, &recv_op_, 0);  // let the close_notify go out
+    } else {
+      io_uring_prep_cancel_fd(sqe, fd_.get(), IORING_ASYNC_CANCEL_ALL);
+    }
+  }
+}
+
+bool Connection::FinishCloseIfIdle() {
+  if (state_ != State::kClosing || ops_in_flight() != 0) {
+    return false;
+  }
+  tls_.reset();
+  fd_.reset();
+  is_graceful_close_ = false;
+  output_.Clear();
+  reader_.Clear();
+  state_ = State::kFree;
+  ++generation_;
+  return true;
+}
+
+}  // namespace dotproxy::upstream

@@ -1,0 +1,409 @@
+// ConnectionPool, second half: the life of each connection (connect, handshake, receive and
+// match responses, failures and replacement, stale close, reconnect backoff) and the health
+// transitions of servers (down, probes, up again). connection_pool.cc has the query side.
+#include <cerrno>
+#include <cstring>
+
+#include "base/check.h"
+#include "base/log.h"
+#include "dns/header.h"
+#include "upstream/connection_pool.h"
+
+namespace dotproxy::upstream {
+namespace {
+
+// A connection that dies sooner than this after its handshake counts as a failure, so a server
+// that accepts and then drops every connection is backed off instead of hammered.
+constexpr int64_t kMinHealthyLifetimeMs = 1000;
+constexpr uint32_t kMaxImmediateReconnects = 2;
+constexpr int64_t kReconnectBaseMs = 100;
+constexpr int64_t kReconnectCapMs = 10'000;
+
+int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
+}  // namespace
+
+void ConnectionPool::Connect(uint32_t conn) {
+  Connection& c = *conns_[conn];
+  const config::ServerConfig& sc = *servers_[c.server()].config;
+  const absl::Status started = c.StartConnect(reactor_, sc.addr);
+  if (!started.ok()) {
+    LOG_EVERY_N_SEC(kError, 1, "upstream %s: %s", sc.addr_text, started.ToString());
+    ++counters_.connect_failures;
+    ++c.consecutive_failures;
+    OnServerConnectFailure(c.server());
+    ScheduleReconnect(conn, false);
+    return;
+  }
+  ++counters_.connects;
+  // The connect deadline is a timer-wheel entry like every other deadline; expiry cancels it.
+  const int64_t timeout = Millis(sc.connect_timeout);
+  if (timeout > 0) {
+    reactor_.timers().Schedule(&c.timer(), reactor_.now_ms() + timeout);
+  } else {
+    reactor_.timers().Cancel(&c.timer());
+  }
+}
+
+void ConnectionPool::OnConnectDone(const core::Operation& op, const io_uring_cqe& cqe) {
+  Connection& c = *conns_[op.index];
+  c.OnConnectCompleted();
+  if (c.state() != Connection::State::kConnecting) {
+    FinishClose(op.index);
+    return;
+  }
+  if (cqe.res < 0) {
+    ++counters_.connect_failures;
+    FailConnection(op.index, strerror(-cqe.res));
+    return;
+  }
+  Server& server = servers_[c.server()];
+  if (!c.StartTls(*server.tls)) {
+    ++counters_.handshake_failures;
+    FailConnection(op.index, "cannot create a TLS session");
+    return;
+  }
+  const int64_t timeout = Millis(server.config->handshake_timeout);
+  if (timeout > 0) {
+    reactor_.timers().Schedule(&c.timer(), reactor_.now_ms() + timeout);
+  } else {
+    reactor_.timers().Cancel(&c.timer());
+  }
+  c.ArmRecv(reactor_, *buffers_);
+  DriveTls(c);
+}
+
+void ConnectionPool::OnRecvDone(const core::Operation& op, const io_uring_cqe& cqe) {
+  Connection& c = *conns_[op.index];
+  c.OnRecvCompleted();
+  uint16_t bid = 0;
+  const bool has_buffer = core::BufferRing::BufferOf(cqe, &bid);
+  const bool is_live = c.state() == Connection::State::kHandshaking || c.is_ready();
+  if (!is_live) {
+    if (has_buffer) {
+      buffers_->Recycle(bid);
+    }
+    FinishClose(op.index);
+    return;
+  }
+  if (cqe.res == -ENOBUFS) {
+    c.ArmRecv(reactor_, *buffers_);  // every shared buffer is in use this instant; bytes wait
+    return;
+  }
+  if (cqe.res <= 0 || !has_buffer) {
+    FailConnection(op.index,
+                   cqe.res == 0 ? "connection closed by the server" : strerror(-cqe.res));
+    return;
+  }
+  c.SetInput(buffers_->buffer(bid), static_cast<size_t>(cqe.res), reactor_.now_ms());
+  DriveTls(c);
+  // TLS reads until its BIO is empty, so the buffer is fully consumed (or the connection failed).
+  c.ForgetInput();
+  buffers_->Recycle(bid);
+  if (c.state() == Connection::State::kHandshaking || c.is_ready()) {
+    c.ArmRecv(reactor_, *buffers_);
+  }
+}
+
+void ConnectionPool::DriveTls(Connection& c) {
+  if (c.state() == Connection::State::kHandshaking) {
+    const tls::IoResult r = c.Handshake();
+    if (r == tls::IoResult::kDone) {
+      OnReady(c);
+    } else if (r == tls::IoResult::kWantRead) {
+      c.StartSend(reactor_);
+      return;
+    } else {
+      // Verification failures end here: no query is ever written to this connection.
+      ++counters_.handshake_failures;
+      c.StartSend(reactor_);  // flush the alert, best effort
+      FailConnection(c.index(), c.tls().error().c_str());
+      return;
+    }
+  }
+  const Connection::ReadResult result = c.ReadResponses(
+      plaintext_, [&](const uint8_t* msg, size_t len) { return OnMessage(c, msg, len); });
+  switch (result) {
+    case Connection::ReadResult::kWantMore:
+      break;
+    case Connection::ReadResult::kClosed:
+      FailConnection(c.index(), "close_notify from the server");
+      return;
+    case Connection::ReadResult::kFailed:
+      FailConnection(c.index(), c.tls().error().c_str());
+      return;
+    case Connection::ReadResult::kZeroLength:
+      FailConnection(c.index(), "zero-length DNS message");
+      return;
+  }
+  // TLS may have produced records while reading (alerts, key updates): send them now.
+  c.StartSend(reactor_);
+}
+
+void ConnectionPool::OnReady(Connection& c) {
+  const int64_t now_ms = reactor_.now_ms();
+  Server& server = servers_[c.server()];
+  c.MarkReady(now_ms);
+  const bool is_resumed = c.tls().session_reused();
+  ++(is_resumed ? counters_.handshakes_resumed : counters_.handshakes_full);
+  LOG(kDebug, "upstream %s: connection %u ready (%s handshake)", server.config->addr_text,
+      c.index(), is_resumed ? "resumed" : "full");
+  const int64_t stale = Millis(server.config->stale_timeout);
+  if (stale > 0) {
+    reactor_.timers().Schedule(&c.timer(), now_ms + stale);
+  } else {
+    reactor_.timers().Cancel(&c.timer());
+  }
+  if (c.has_queued_queries()) {
+    MarkDirty(c);
+  }
+  if (server.health.OnConnected(now_ms)) {
+    LOG(kWarn, "upstream %s: up again (handshake completed)", server.config->addr_text);
+    for (uint32_t ci : server.conns) {
+      if (conns_[ci]->state() == Connection::State::kIdle) {
+        Connect(ci);
+      }
+    }
+  }
+  RefreshServerViews();
+  has_backlog_ = true;
+}
+
+bool ConnectionPool::OnMessage(Connection& c, const uint8_t* msg, size_t len) {
+  uint32_t slot = 0;
+  if (len < dns::kHeaderSize || !c.ids().Lookup(dns::GetId(msg), &slot)) {
+    ++counters_.unknown_id;
+    LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: dropped a response with an unknown or stale id",
+                    servers_[c.server()].config->addr_text);
+    return true;
+  }
+  const int64_t now_ms = reactor_.now_ms();
+  int64_t sent_ns = 0;
+  // RFC 7766 §7: the owner matches ID and question; never hand a client someone else's answer.
+  if (!owner_.OnResponse(slot, c.index(), dns::GetId(msg), msg, len, &sent_ns)) {
+    ++counters_.mismatch;
+    LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: dropped a response whose question does not match",
+                    servers_[c.server()].config->addr_text);
+    return true;
+  }
+  c.last_used_ms = now_ms;
+  Server& server = servers_[c.server()];
+  if (server.health.OnResponse(now_ms, (reactor_.now_ns() - sent_ns) / 1000)) {
+    LOG(kInfo, "upstream %s: up again (answered a query)", server.config->addr_text);
+    RefreshServerViews();
+  } else {
+    views_[c.server()].ewma_latency_us = server.health.ewma_latency_us();
+  }
+  return true;
+}
+
+void ConnectionPool::OnSendDone(const core::Operation& op, const io_uring_cqe& cqe) {
+  Connection& c = *conns_[op.index];
+  const bool is_closing = c.state() == Connection::State::kClosing;
+  const net::SendQueue::Result result = c.OnSendCompleted(reactor_, cqe.res);
+  if (result == net::SendQueue::Result::kPartial) {
+    return;
+  }
+  if (is_closing) {
+    if (result == net::SendQueue::Result::kDone && c.is_graceful_close()) {
+      c.StartSend(reactor_);  // the close_notify, if it was queued behind
+    }
+    FinishClose(op.index);
+    return;
+  }
+  if (result == net::SendQueue::Result::kFailed) {
+    FailConnection(op.index, cqe.res == 0 ? "send made no progress" : strerror(-cqe.res));
+    return;
+  }
+  c.StartSend(reactor_);
+}
+
+void ConnectionPool::FailConnection(uint32_t conn, const char* reason) {
+  Connection& c = *conns_[conn];
+  if (c.state() == Connection::State::kClosing || c.state() == Connection::State::kFree) {
+    return;
+  }
+  const int64_t now_ms = reactor_.now_ms();
+  const uint32_t server_index = c.server();
+  Server& server = servers_[server_index];
+  const Connection::State old_state = c.state();
+  const bool was_ready = old_state == Connection::State::kReady;
+  const bool is_graceful = c.is_graceful_close();
+  // A healthy connection that lived a while and was closed (idle close by the server, our stale
+  // close, a reset mid-query) is replaced at once; set-up failures and short lives back off.
+  const bool is_failure =
+      !is_graceful && (!was_ready || now_ms - c.ready_since_ms < kMinHealthyLifetimeMs);
+  // A connection that was carrying queries is replaced at once even if short-lived, so its
+  // queries can be re-sent; only repeated short lives back off.
+  const bool reconnect_now =
+      !is_failure || (was_ready && c.consecutive_failures + 1 <= kMaxImmediateReconnects);
+  if (is_failure && !reconnect_now) {
+    OnServerConnectFailure(server_index);
+  }
+  if (old_state == Connection::State::kIdle) {
+    return;
+  }
+  if (is_failure) {
+    LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: connection %u failed: %s", server.config->addr_text,
+                    conn, reason);
+  } else {
+    LOG(kDebug, "upstream %s: connection %u closed: %s", server.config->addr_text, conn, reason);
+  }
+  if (!is_graceful) {
+    ++counters_.closed;
+  }
+  // The queries on this connection lose their attempt here, and are re-sent elsewhere (or
+  // failed) once it is out of the pool.
+  std::vector<std::pair<uint16_t, uint32_t>> orphans;
+  c.ids().ForEach([&](uint16_t id, uint32_t slot) { orphans.emplace_back(id, slot); });
+  for (const auto& [id, slot] : orphans) {
+    Release(conn, id);
+    owner_.OnAttemptLost(slot, conn);
+  }
+  c.BeginClose(reactor_);
+  // Put a fresh connection in this one's place in the pool.
+  uint32_t replacement;
+  if (!server.spare.empty()) {
+    replacement = server.spare.back();
+    server.spare.pop_back();
+  } else {
+    replacement = NewConnection(server_index);
+  }
+  Connection& next = *conns_[replacement];
+  next.consecutive_failures = is_failure ? c.consecutive_failures + 1 : 0;
+  next.SetIdle();
+  for (uint32_t& slot_in_pool : server.conns) {
+    if (slot_in_pool == conn) {
+      slot_in_pool = replacement;
+    }
+  }
+  ScheduleReconnect(replacement, reconnect_now);
+  FinishClose(conn);
+  RefreshServerViews();
+  for (const auto& orphan : orphans) {
+    owner_.OnLostAttemptsDone(orphan.second);
+  }
+}
+
+void ConnectionPool::FinishClose(uint32_t conn) {
+  Connection& c = *conns_[conn];
+  if (c.FinishCloseIfIdle()) {
+    servers_[c.server()].spare.push_back(conn);
+  }
+}
+
+void ConnectionPool::ScheduleReconnect(uint32_t conn, bool immediately) {
+  Connection& c = *conns_[conn];
+  if (servers_[c.server()].health.is_down()) {
+    // A down server is reconnected only by its probe timer, one connection at a time.
+    c.SetIdle();
+    reactor_.timers().Cancel(&c.timer());
+    ArmProbeTimer(c.server());
+    return;
+  }
+  if (immediately) {
+    Connect(conn);
+    return;
+  }
+  c.SetIdle();
+  const uint32_t exponent = std::min<uint32_t>(c.consecutive_failures, 8);
+  int64_t delay = std::min<int64_t>(kReconnectCapMs, kReconnectBaseMs << exponent);
+  // Jitter in [delay/2, delay]: shards and proxies that failed together retry apart.
+  delay = absl::Uniform<int64_t>(rng_, delay / 2, delay + 1);
+  reactor_.timers().Schedule(&c.timer(), reactor_.now_ms() + delay);
+}
+
+void ConnectionPool::OnConnectionTimer(core::Timer* timer) {
+  Connection& c = *static_cast<Connection*>(timer->owner);
+  const uint32_t conn = c.index();
+  const int64_t now_ms = reactor_.now_ms();
+  switch (c.state()) {
+    case Connection::State::kIdle:
+      Connect(conn);
+      RefreshServerViews();
+      break;
+    case Connection::State::kConnecting:
+      ++counters_.connect_failures;
+      FailConnection(conn, "connect timeout");
+      break;
+    case Connection::State::kHandshaking:
+      ++counters_.handshake_failures;
+      FailConnection(conn, "handshake timeout");
+      break;
+    case Connection::State::kReady: {
+      const int64_t stale = Millis(servers_[c.server()].config->stale_timeout);
+      if (stale <= 0) {
+        break;
+      }
+      if (c.ids().in_use() == 0 && !c.has_queued_queries() && now_ms - c.last_used_ms >= stale) {
+        // Close before the server does (Cloudflare: ~10 s), so the next query never meets a dead
+        // socket; the replacement connects at once and resumes the TLS session.
+        ++counters_.stale_closed;
+        c.BeginGracefulClose();
+        c.StartSend(reactor_);
+        FailConnection(conn, "stale");
+        break;
+      }
+      const int64_t next = c.ids().in_use() == 0 ? c.last_used_ms + stale : now_ms + stale;
+      reactor_.timers().Schedule(&c.timer(), std::max(next, now_ms + 1));
+      break;
+    }
+    case Connection::State::kClosing:
+    case Connection::State::kFree:
+      break;
+  }
+}
+
+// ---- Server health --------------------------------------------------------------------------
+
+void ConnectionPool::OnServerConnectFailure(uint32_t server) {
+  Server& s = servers_[server];
+  const int64_t now_ms = reactor_.now_ms();
+  if (s.health.OnConnectFailure(now_ms, balancer_.rng)) {
+    LOG(kWarn, "upstream %s: down; next probe in %ld ms", s.config->addr_text,
+        s.health.next_probe_ms() - now_ms);
+    RefreshServerViews();
+    ArmProbeTimer(server);
+  }
+}
+
+void ConnectionPool::OnServerDown(uint32_t server) {
+  Server& s = servers_[server];
+  LOG(kWarn, "upstream %s: down after repeated query timeouts; next probe in %ld ms",
+      s.config->addr_text, s.health.next_probe_ms() - reactor_.now_ms());
+  const std::vector<uint32_t> conns = s.conns;
+  for (uint32_t ci : conns) {
+    if (conns_[ci]->is_alive()) {
+      FailConnection(ci, "server marked down");
+    }
+  }
+  RefreshServerViews();
+  ArmProbeTimer(server);
+}
+
+void ConnectionPool::ArmProbeTimer(uint32_t server) {
+  Server& s = servers_[server];
+  reactor_.timers().Schedule(&s.probe_timer,
+                             std::max(s.health.next_probe_ms(), reactor_.now_ms() + 1));
+}
+
+void ConnectionPool::OnProbeTimer(core::Timer* timer) {
+  Server& s = *static_cast<Server*>(timer->owner);
+  const uint32_t server = static_cast<uint32_t>(&s - servers_.data());
+  if (!s.health.is_down()) {
+    return;
+  }
+  const int64_t now_ms = reactor_.now_ms();
+  if (s.health.IsProbeDue(now_ms)) {
+    for (uint32_t ci : s.conns) {
+      if (conns_[ci]->state() == Connection::State::kIdle) {
+        s.health.StartProbe(now_ms);
+        Connect(ci);
+        break;
+      }
+    }
+  }
+  ArmProbeTimer(server);
+}
+
+}  // namespace dotproxy::upstream

@@ -1,0 +1,295 @@
+#include "upstream/connection_pool.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "dns/header.h"
+
+namespace dotproxy::upstream {
+namespace {
+
+// LeastOutstanding: how long a server's latency is trusted (see Send).
+constexpr int64_t kLatencyTrustMs = 1000;
+// Plaintext read per SSL_read call.
+constexpr size_t kPlaintextChunk = 64 * 1024;
+// Upstream ciphertext buffers, shared by the shard's connections: 16 KiB holds a full TLS record.
+constexpr uint32_t kBufferCount = 128;
+constexpr uint32_t kBufferSize = 16 * 1024 + 512;
+
+int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
+}  // namespace
+
+ConnectionPool::ConnectionPool(core::Reactor& reactor, const config::Config& config,
+                               QueryOwner& owner, UpstreamCounters& counters, uint32_t shard_id,
+                               uint32_t shard_count)
+    : reactor_(reactor),
+      config_(config),
+      owner_(owner),
+      counters_(counters),
+      shard_id_(shard_id),
+      shard_count_(shard_count) {}
+
+ConnectionPool::~ConnectionPool() = default;
+
+absl::Status ConnectionPool::Init() {
+  handlers_.connect = reactor_.OnCompletion<&ConnectionPool::OnConnectDone>(this);
+  handlers_.recv = reactor_.OnCompletion<&ConnectionPool::OnRecvDone>(this);
+  handlers_.send = reactor_.OnCompletion<&ConnectionPool::OnSendDone>(this);
+  handlers_.timer_kind = reactor_.OnTimer<&ConnectionPool::OnConnectionTimer>(this);
+  probe_timer_kind_ = reactor_.OnTimer<&ConnectionPool::OnProbeTimer>(this);
+  reactor_.OnFlush<&ConnectionPool::Flush>(this);
+  ASSIGN_OR_RETURN(buffers_, reactor_.AddBufferRing(kBufferCount, kBufferSize));
+  plaintext_.resize(kPlaintextChunk);
+  pick_ = PolicyFunction(config_.upstream.load_balancing_policy);
+  servers_.resize(config_.upstream.servers.size());
+  views_.resize(servers_.size());
+  has_pending_.resize(servers_.size());
+  balancer_ = BalancerState(servers_.size(), absl::Uniform<uint64_t>(rng_));
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    const config::ServerConfig& sc = config_.upstream.servers[s];
+    Server& server = servers_[s];
+    server.config = &sc;
+    HealthOptions health;
+    health.backoff_initial_ms = Millis(config_.upstream.backoff_initial);
+    health.backoff_max_ms = Millis(config_.upstream.backoff_max);
+    server.health = ServerHealth(health);
+    server.probe_timer.owner = &server;
+    server.probe_timer.kind = probe_timer_kind_;
+    auto tls = tls::ClientContext::Create({sc.server_name, sc.ca_file});
+    if (!tls.ok()) {
+      return absl::Status(tls.status().code(),
+                          absl::StrCat("upstream ", sc.addr_text, ": ", tls.status().message()));
+    }
+    server.tls = std::move(tls).value();
+    // connection_pool_size is the server's total over all shards; each shard gets at least one.
+    uint32_t share = sc.connection_pool_size / shard_count_ +
+                     (shard_id_ < sc.connection_pool_size % shard_count_ ? 1 : 0);
+    share = std::max<uint32_t>(share, 1);
+    for (uint32_t i = 0; i < share; ++i) {
+      server.conns.push_back(NewConnection(s));
+    }
+  }
+  for (Server& server : servers_) {
+    for (uint32_t ci : server.conns) {
+      Connect(ci);
+    }
+  }
+  RefreshServerViews();
+  return absl::OkStatus();
+}
+
+uint32_t ConnectionPool::NewConnection(uint32_t server) {
+  const uint32_t index = static_cast<uint32_t>(conns_.size());
+  conns_.push_back(std::make_unique<Connection>(index, server,
+                                                servers_[server].config->max_inflight, handlers_));
+  return index;
+}
+
+// ---- Queries --------------------------------------------------------------------------------
+
+ConnectionPool::SendResult ConnectionPool::Send(uint32_t slot, std::span<const uint8_t> query,
+                                                int exclude_server, Attempt* attempt) {
+  const int64_t now_ms = reactor_.now_ms();
+  if (config_.upstream.load_balancing_policy == config::Policy::kLeastOutstanding) {
+    // A latency is trusted for a second: a server that lost every comparison since then counts
+    // as unmeasured again, is tried, and re-measured (otherwise one slow answer, or the time
+    // before an outage, could keep it out for good).
+    for (uint32_t s = 0; s < servers_.size(); ++s) {
+      if (now_ms - servers_[s].health.last_response_ms() > kLatencyTrustMs) {
+        views_[s].ewma_latency_us = 0;
+      }
+    }
+  }
+  const int server = pick_(balancer_, views_, exclude_server);
+  const int32_t ci = server < 0 ? -1 : PickConnection(static_cast<uint32_t>(server));
+  if (ci < 0) {
+    return QueueOnBusyServer(slot) ? SendResult::kQueued : SendResult::kNoServer;
+  }
+  Connection& c = *conns_[ci];
+  uint16_t id = 0;
+  const bool is_acquired = c.ids().Acquire(slot, &id);
+  DCHECK(is_acquired);
+  (void)is_acquired;
+  if (c.ids().is_full()) {
+    RefreshServerViews();
+  }
+  // RFC 7858 §3.3 / RFC 7766 §6.2.1.1: pipeline; the rewritten ID tells the answers apart.
+  c.QueueQuery(query, id);
+  *attempt = {static_cast<uint32_t>(ci), id, server};
+  ++servers_[server].outstanding;
+  views_[server].outstanding = servers_[server].outstanding;
+  c.last_used_ms = now_ms;
+  if (c.is_ready()) {
+    MarkDirty(c);
+  }
+  return SendResult::kSent;
+}
+
+void ConnectionPool::Release(uint32_t conn, uint16_t id) {
+  Connection& c = *conns_[conn];
+  const bool was_full = c.ids().is_full();
+  c.ids().Release(id);
+  Server& server = servers_[c.server()];
+  --server.outstanding;
+  views_[c.server()].outstanding = server.outstanding;
+  if (was_full) {
+    RefreshServerViews();
+  }
+  if (!server.backlog.empty()) {
+    has_backlog_ = true;
+  }
+}
+
+int64_t ConnectionPool::attempt_timeout_ms(int32_t server) const {
+  return Millis(servers_[server].config->read_timeout);
+}
+
+ConnectionPool::TimeoutVerdict ConnectionPool::OnAttemptTimeout(uint32_t conn, bool may_recycle) {
+  Connection& c = *conns_[conn];
+  const uint32_t server = c.server();
+  const int64_t now_ms = reactor_.now_ms();
+  // Timeouts can mean a black hole or merely slow answers (a cold upstream cache). Marking the
+  // last server that is up as down would turn slowness into SERVFAILs for everyone, so only a
+  // server with an alternative is taken out for timeouts; half-dead connections are still
+  // replaced below.
+  bool has_alternative = false;
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    has_alternative |= s != server && !servers_[s].health.is_down();
+  }
+  if (has_alternative && servers_[server].health.OnQueryTimeout(now_ms, balancer_.rng)) {
+    // Too many timeouts in a row: the server is down. Its connections are recycled (which
+    // re-sends their queries elsewhere) and it is probed again after its backoff.
+    OnServerDown(server);
+    return TimeoutVerdict::kServerDown;
+  }
+  // Half-dead connection (a NAT dropped its state, say): nothing at all has arrived on it for a
+  // whole query_timeout while queries wait. Replacing it re-sends its queries. A shorter silence
+  // may just be a slow upstream, whose answers must not be lost.
+  if (may_recycle && c.is_ready() &&
+      now_ms - c.last_read_ms >= Millis(config_.upstream.query_timeout)) {
+    FailConnection(conn, "no response to several queries");
+    return TimeoutVerdict::kRecycled;
+  }
+  return TimeoutVerdict::kSlow;
+}
+
+bool ConnectionPool::QueueOnBusyServer(uint32_t slot) {
+  // Every connection of the chosen server is at max_inflight: wait for a free ID rather than
+  // fail. Only servers with a live connection qualify; a server with none is down.
+  int32_t best = -1;
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    if (servers_[s].health.is_down()) {
+      continue;
+    }
+    bool is_alive = false;
+    for (uint32_t ci : servers_[s].conns) {
+      is_alive |= conns_[ci]->is_alive();
+    }
+    if (is_alive && (best < 0 || servers_[s].backlog.size() < servers_[best].backlog.size())) {
+      best = static_cast<int32_t>(s);
+    }
+  }
+  if (best < 0) {
+    return false;
+  }
+  servers_[best].backlog.push_back(slot);
+  return true;
+}
+
+void ConnectionPool::DrainBacklogs() {
+  has_backlog_ = false;
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    std::deque<uint32_t>& backlog = servers_[s].backlog;
+    while (!backlog.empty() && views_[s].is_usable) {
+      const uint32_t slot = backlog.front();
+      backlog.pop_front();
+      owner_.OnBacklogReady(slot);
+    }
+  }
+}
+
+bool ConnectionPool::Flush() {
+  const bool had_backlog = has_backlog_;
+  if (has_backlog_) {
+    DrainBacklogs();
+  }
+  const bool had_dirty = !dirty_.empty();
+  for (size_t i = 0; i < dirty_.size(); ++i) {
+    Connection& c = *conns_[dirty_[i]];
+    c.is_dirty = false;
+    if (!c.is_ready() || !c.has_queued_queries()) {
+      continue;
+    }
+    if (!c.WriteQueued()) {
+      FailConnection(c.index(), c.tls().error().c_str());
+      continue;
+    }
+    c.StartSend(reactor_);
+  }
+  dirty_.clear();
+  return had_backlog || had_dirty;
+}
+
+void ConnectionPool::MarkDirty(Connection& c) {
+  if (!c.is_dirty) {
+    c.is_dirty = true;
+    dirty_.push_back(c.index());
+  }
+}
+
+void ConnectionPool::RefreshServerViews() {
+  // A server counts as usable when it has an established connection with a free ID. Only when no
+  // server that is up has one (start-up, a reconnect) do connections still being set up count:
+  // queries wait on them rather than fail, but never while a ready server could answer now (a
+  // black-holed server would hold them until read_timeout).
+  bool any_ready = false;
+  for (uint32_t s = 0; s < servers_.size(); ++s) {
+    bool is_ready = false;
+    bool is_pending = false;
+    for (uint32_t ci : servers_[s].conns) {
+      const Connection& c = *conns_[ci];
+      if (c.CanAccept()) {
+        is_ready |= c.is_ready();
+        is_pending = true;
+      }
+    }
+    views_[s].is_usable = is_ready;
+    views_[s].is_down = servers_[s].health.is_down();
+    views_[s].weight = servers_[s].config->weight;
+    views_[s].ewma_latency_us = servers_[s].health.ewma_latency_us();
+    views_[s].outstanding = servers_[s].outstanding;
+    has_pending_[s] = is_pending;
+    any_ready |= is_ready && !views_[s].is_down;
+  }
+  if (!any_ready) {
+    for (uint32_t s = 0; s < servers_.size(); ++s) {
+      views_[s].is_usable = has_pending_[s];
+    }
+  }
+}
+
+int32_t ConnectionPool::PickConnection(uint32_t server) const {
+  // The ready connection with the fewest queries in flight; else one still being set up (the
+  // query is sent as soon as its handshake completes).
+  int32_t best = -1;
+  bool best_ready = false;
+  uint32_t best_load = UINT32_MAX;
+  for (uint32_t ci : servers_[server].conns) {
+    const Connection& c = *conns_[ci];
+    if (!c.CanAccept()) {
+      continue;
+    }
+    const bool is_ready = c.is_ready();
+    const uint32_t load = c.ids().in_use();
+    if (best < 0 || (is_ready && !best_ready) || (is_ready == best_ready && load < best_load)) {
+      best = static_cast<int32_t>(ci);
+      best_ready = is_ready;
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+}  // namespace dotproxy::upstream

@@ -1,0 +1,158 @@
+// File: upstream/connection_pool.h
+//
+// ConnectionPool is one shard's side of every upstream server: per server its TLS context, its
+// slice of connection_pool_size connections, its health (down/up, backoff, probes, latency) and a
+// backlog of queries waiting for a free ID; across servers the balancer. It runs the connections'
+// whole life (connect, handshake, pipelined writes, response matching by ID, stale close,
+// replacement) on the shard's reactor.
+//
+// Its interface to the proxy is small. The proxy's query table calls Send() for a query slot and
+// Release() when it no longer wants an attempt; the pool calls back through QueryOwner when an
+// answer arrives, when a connection carrying attempts is lost, and when a backlogged query can go.
+#ifndef DOTPROXY_UPSTREAM_CONNECTION_POOL_H_
+#define DOTPROXY_UPSTREAM_CONNECTION_POOL_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "config/config.h"
+#include "core/buffer_ring.h"
+#include "core/reactor.h"
+#include "tls/tls_context.h"
+#include "upstream/balancer.h"
+#include "upstream/connection.h"
+#include "upstream/counters.h"
+#include "upstream/health.h"
+
+namespace dotproxy::upstream {
+
+// What the pool needs from whoever owns the queries (proxy::QueryTable).
+class QueryOwner {
+ public:
+  virtual ~QueryOwner() = default;
+  // A response for query `slot` arrived on attempt (conn, id). Returns true if it answers that
+  // attempt (question, opcode and QR checked) and sets *sent_ns to when the attempt was sent;
+  // the owner then completes the query, which releases the attempt.
+  virtual bool OnResponse(uint32_t slot, uint32_t conn, uint16_t id, const uint8_t* msg,
+                          size_t len, int64_t* sent_ns) = 0;
+  // Connection `conn`, which carried an attempt of `slot`, is gone; its ID is already released.
+  // The owner forgets the attempt and must not call Release() for it.
+  virtual void OnAttemptLost(uint32_t slot, uint32_t conn) = 0;
+  // Called once per query after the OnAttemptLost calls of one connection failure, once the
+  // connection has been replaced: re-send the query or fail it.
+  virtual void OnLostAttemptsDone(uint32_t slot) = 0;
+  // A query that Send() queued may be sent now (the owner checks it still waits).
+  virtual void OnBacklogReady(uint32_t slot) = 0;
+};
+
+class ConnectionPool {
+ public:
+  // Where a query went: connection, rewritten ID and server.
+  struct Attempt {
+    uint32_t conn = 0;
+    uint16_t id = 0;
+    int32_t server = -1;
+  };
+  enum class SendResult : uint8_t {
+    kSent,      // *attempt describes it
+    kQueued,    // every chosen server's ID slots are taken: waits in a backlog
+    kNoServer,  // no server is up
+  };
+  enum class TimeoutVerdict : uint8_t {
+    kServerDown,  // too many timeouts: the server is down, its connections recycled
+    kRecycled,    // the connection was half-dead and has been replaced (queries re-sent)
+    kSlow,        // nothing changed: the attempt is merely slow
+  };
+
+  ConnectionPool(core::Reactor& reactor, const config::Config& config, QueryOwner& owner,
+                 UpstreamCounters& counters, uint32_t shard_id, uint32_t shard_count);
+  ~ConnectionPool();
+  ConnectionPool(const ConnectionPool&) = delete;
+  ConnectionPool& operator=(const ConnectionPool&) = delete;
+
+  // Creates the TLS contexts and this shard's connections, and starts connecting.
+  absl::Status Init();
+
+  // Picks a server (the configured policy, never `exclude_server` when another is usable) and
+  // its least-loaded connection, and queues `query` there with a fresh ID.
+  SendResult Send(uint32_t slot, std::span<const uint8_t> query, int exclude_server,
+                  Attempt* attempt);
+  // The owner is done with an attempt (answered elsewhere, failed, superseded).
+  void Release(uint32_t conn, uint16_t id);
+  // The server's read_timeout in ms (0: none): when to send a hedged retry.
+  int64_t attempt_timeout_ms(int32_t server) const;
+  // An attempt on `conn` got no answer within its server's read_timeout. Updates the server's
+  // health; `may_recycle` allows replacing a half-dead connection (which re-sends its queries).
+  TimeoutVerdict OnAttemptTimeout(uint32_t conn, bool may_recycle);
+
+  size_t connection_count() const { return conns_.size(); }
+
+ private:
+  // One upstream server as seen by this shard.
+  struct Server {
+    const config::ServerConfig* config = nullptr;
+    std::unique_ptr<tls::ClientContext> tls;
+    std::vector<uint32_t> conns;   // the pool: indices into conns_
+    std::vector<uint32_t> spare;   // closed connections to reuse as replacements
+    std::deque<uint32_t> backlog;  // query slots waiting for a free ID on this server
+    ServerHealth health;           // down/up, backoff, latency EWMA (this shard's view)
+    core::Timer probe_timer;       // when a down server may be probed again
+    uint32_t outstanding = 0;
+  };
+
+  // Reactor handlers.
+  void OnConnectDone(const core::Operation& op, const io_uring_cqe& cqe);
+  void OnRecvDone(const core::Operation& op, const io_uring_cqe& cqe);
+  void OnSendDone(const core::Operation& op, const io_uring_cqe& cqe);
+  void OnConnectionTimer(core::Timer* timer);
+  void OnProbeTimer(core::Timer* timer);
+  bool Flush();  // end of loop iteration: backlogs, then one write per dirty connection
+
+  uint32_t NewConnection(uint32_t server);
+  int32_t PickConnection(uint32_t server) const;
+  bool QueueOnBusyServer(uint32_t slot);
+  void DrainBacklogs();
+  void RefreshServerViews();
+  void MarkDirty(Connection& c);
+  void Connect(uint32_t conn);
+  void DriveTls(Connection& c);
+  void OnReady(Connection& c);
+  bool OnMessage(Connection& c, const uint8_t* msg, size_t len);
+  void FailConnection(uint32_t conn, const char* reason);
+  void FinishClose(uint32_t conn);
+  void ScheduleReconnect(uint32_t conn, bool immediately);
+  void OnServerConnectFailure(uint32_t server);
+  void OnServerDown(uint32_t server);
+  void ArmProbeTimer(uint32_t server);
+  // Releases one ID on `c` and the server's outstanding count, without telling the owner.
+  void ReleaseId(Connection& c, uint16_t id);
+
+  core::Reactor& reactor_;
+  const config::Config& config_;
+  QueryOwner& owner_;
+  UpstreamCounters& counters_;
+  const uint32_t shard_id_;
+  const uint32_t shard_count_;
+  Connection::Handlers handlers_;
+  uint32_t probe_timer_kind_ = 0;
+  core::BufferRing* buffers_ = nullptr;  // ciphertext from every connection, shared (reactor's)
+  std::vector<Server> servers_;
+  std::vector<std::unique_ptr<Connection>> conns_;
+  std::vector<uint32_t> dirty_;
+  bool has_backlog_ = false;  // some server has queued queries and freed an ID
+  std::vector<ServerView> views_;
+  std::vector<bool> has_pending_;  // RefreshServerViews scratch: a connection being set up
+  BalancerState balancer_;
+  PickFn pick_ = nullptr;
+  std::vector<uint8_t> plaintext_;  // SSL_read scratch
+  absl::BitGen rng_;                // reconnect jitter
+};
+
+}  // namespace dotproxy::upstream
+
+#endif  // DOTPROXY_UPSTREAM_CONNECTION_POOL_H_
