@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -20,11 +22,14 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/flag_names.h"
 #include "base/log.h"
 #include "config/load_config.h"
 #include "dotproxy_config.h"
 #include "net/sockets.h"
+#include "reload.h"
 #include "proxy/shard.h"
 
 ABSL_FLAG(std::string, config, "", "path to the YAML configuration (default: $DOTPROXY_CONFIG)");
@@ -49,6 +54,11 @@ constexpr char kUsage[] =
     "  --help              print this text\n"
     "\n"
     "Flags take one or two dashes; --check-config and --check_config are the same flag.\n";
+
+// The control loop wakes this often to check the drain (and, later, metrics and the watchdog).
+constexpr long kControlTickNs = 50'000'000;  // NOLINT(runtime/int): timespec's type
+// How much longer than server.shutdown_grace the shards get (answers going out, close_notify).
+constexpr absl::Duration kDrainSlack = absl::Seconds(2);
 
 std::vector<int> AffinityCpus() {
   cpu_set_t set;
@@ -79,7 +89,7 @@ struct StartupState {
 };
 
 void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cpu,
-               StartupState* startup) {
+               StartupState* startup, std::atomic<uint32_t>* finished) {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
@@ -103,6 +113,23 @@ void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cp
   if (running != nullptr) {
     running->Run();
   }
+  finished->fetch_add(1, std::memory_order_release);
+}
+
+// SIGHUP: re-read and check the file here; on success every shard switches at a loop boundary,
+// on any error the running configuration stays.
+void Reload(const std::string& path, const std::vector<std::unique_ptr<proxy::Shard>>& shards,
+            std::shared_ptr<const config::Config>* current) {
+  auto next = LoadReloadedConfig(path, **current);
+  if (!next.ok()) {
+    LOG(kError, "reload failed, keeping the running configuration: %s", next.status().message());
+    return;
+  }
+  LOG(kWarn, "reload: %s", DescribeChanges(**current, **next));
+  for (const std::unique_ptr<proxy::Shard>& shard : shards) {
+    shard->Reconfigure(*next);
+  }
+  *current = std::move(next).value();
 }
 
 int Main(int argc, char** argv) {
@@ -148,7 +175,11 @@ int Main(int argc, char** argv) {
   for (const std::string& w : warnings) {
     LOG(kWarn, "%s", w);
   }
-  const config::Config& config = *loaded;
+  // `initial` outlives the shards (they copy it at start); `current` follows reloads.
+  const std::shared_ptr<const config::Config> initial =
+      std::make_shared<const config::Config>(std::move(loaded).value());
+  std::shared_ptr<const config::Config> current = initial;
+  const config::Config& config = *initial;
   if (absl::GetFlag(FLAGS_check_config)) {
     printf("%s: configuration OK\n", path.c_str());
     return 0;
@@ -163,11 +194,12 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
-  // Signals go to sigwait in this thread only; shard threads inherit the blocked mask.
+  // Signals go to sigtimedwait in this thread only; shard threads inherit the blocked mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -177,8 +209,10 @@ int Main(int argc, char** argv) {
   StartupState startup;
   startup.shards.resize(workers);
   std::vector<std::thread> threads;
+  std::atomic<uint32_t> finished{0};
   for (uint32_t i = 0; i < workers; ++i) {
-    threads.emplace_back(ShardMain, &config, i, workers, cpus[i % cpus.size()], &startup);
+    threads.emplace_back(ShardMain, &config, i, workers, cpus[i % cpus.size()], &startup,
+                         &finished);
   }
   {
     std::unique_lock<std::mutex> lock(startup.mu);
@@ -204,10 +238,42 @@ int Main(int argc, char** argv) {
       DOTPROXY_VERSION, workers, config.listener.udp.addr.ToString(),
       config.listener.tcp.enabled ? config.listener.tcp.addr.ToString() : "off",
       config.upstream.servers.size());
-  int signo = 0;
-  sigwait(&signals, &signo);
-  LOG(kInfo, "dotproxy: signal %d, stopping", signo);
+  // The control loop: signals, and the drain's progress.
+  bool is_draining = false;
+  absl::Time give_up;
+  for (;;) {
+    const timespec tick = {0, kControlTickNs};
+    const int signo = sigtimedwait(&signals, nullptr, &tick);
+    if (signo == SIGTERM || signo == SIGINT) {
+      if (is_draining) {
+        LOG(kWarn, "dotproxy: second signal %d (%s): exiting at once", signo, strsignal(signo));
+        fflush(stderr);
+        _exit(1);
+      }
+      is_draining = true;
+      const int64_t grace_ms = absl::ToInt64Milliseconds(current->server.shutdown_grace);
+      LOG(kInfo, "dotproxy: signal %d (%s): draining, up to %ld ms", signo, strsignal(signo),
+          grace_ms);
+      for (const std::unique_ptr<proxy::Shard>& shard : startup.shards) {
+        shard->Drain(grace_ms);
+      }
+      give_up = absl::Now() + absl::Milliseconds(grace_ms) + kDrainSlack;
+    } else if (signo == SIGHUP) {
+      if (!is_draining) {
+        Reload(path, startup.shards, &current);
+      }
+    }
+    if (is_draining && finished.load(std::memory_order_acquire) == workers) {
+      break;
+    }
+    if (is_draining && absl::Now() > give_up) {
+      LOG(kError, "dotproxy: shards did not stop within the shutdown grace; exiting");
+      fflush(stderr);
+      _exit(1);
+    }
+  }
   stop_all();
+  LOG(kInfo, "dotproxy: stopped");
   return 0;
 }
 

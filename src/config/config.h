@@ -95,6 +95,8 @@ struct UpstreamConfig {
 
 struct ServerSection {
   uint32_t workers = 0;  // shard threads; 0 = one per CPU of the affinity mask
+  // SIGTERM/SIGINT: how long queries in flight get to be answered before SERVFAIL and exit.
+  absl::Duration shutdown_grace = absl::Seconds(2);
 };
 
 struct Config {

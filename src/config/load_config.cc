@@ -197,6 +197,7 @@ constexpr Section kUpstream = SectionOf<Upstream>(kUpstreamKeys);
 
 constexpr Key kServerSectionKeys[] = {
     Integer<&ServerSection::workers>("workers", 0, kMaxWorkers),
+    Duration<&ServerSection::shutdown_grace>("shutdown_grace", kMaxTimeout),
 };
 constexpr Section kServerSection = SectionOf<ServerSection>(kServerSectionKeys);
 
@@ -361,6 +362,10 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, std::vector<std::stri
     }
   }
   return LoadConfigFromString(text, path, warnings);
+}
+
+std::string ServerIdentity(const ServerConfig& server) {
+  return absl::StrCat(server.addr.ToString(), "|", server.server_name, "|", server.ca_file);
 }
 
 }  // namespace dotproxy::config

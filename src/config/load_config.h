@@ -32,6 +32,10 @@ std::vector<std::string> AcceptedKeyPaths();
 // Cross-field checks after parsing.
 absl::Status Validate(const Config& config, std::string_view filename);
 
+// What identifies an upstream server across a reload: address, name and TLS settings. A
+// server whose identity is unchanged keeps its connections and health.
+std::string ServerIdentity(const ServerConfig& server);
+
 // Case-insensitive policy name -> Policy. False for an unknown name.
 bool ParsePolicyName(std::string_view name, Policy* policy);
 const char* PolicyName(Policy policy);

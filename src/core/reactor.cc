@@ -64,6 +64,18 @@ void Reactor::RequestStop() {
   // The flag first, so the loop that the write wakes sees it. The caller keeps this object alive
   // until the loop's thread has been joined.
   stop_requested_.store(true, std::memory_order_release);
+  Wake();
+}
+
+void Reactor::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    posted_.push_back(std::move(task));
+  }
+  Wake();
+}
+
+void Reactor::Wake() {
   const uint64_t one = 1;
   [[maybe_unused]] ssize_t n = write(wake_fd_.get(), &one, sizeof(one));
 }
@@ -74,6 +86,14 @@ void Reactor::ArmWake() {
 }
 
 void Reactor::OnWake(const Operation& /*op*/, const io_uring_cqe& /*cqe*/) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    running_.swap(posted_);
+  }
+  for (std::function<void()>& task : running_) {
+    task();
+  }
+  running_.clear();
   if (!is_stop_requested()) {
     ArmWake();
   }
@@ -92,6 +112,7 @@ void Reactor::Flush() {
 }
 
 void Reactor::RunOnce(int64_t max_wait_ms) {
+  iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Flush();
   const int64_t timeout = timers_.NextTimeoutMs(now_ms_, max_wait_ms);
   ring_->SubmitAndWait(timeout < 0 ? max_wait_ms : timeout);

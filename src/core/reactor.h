@@ -21,7 +21,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -73,6 +75,8 @@ class Reactor {
   // Loop time, refreshed once per iteration after the wait.
   int64_t now_ms() const { return now_ms_; }
   int64_t now_ns() const { return now_ns_; }
+  // Loop iterations so far; any thread may read it (a watchdog sees a wedged loop).
+  uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
 
   // Runs iterations until RequestStop().
   void Run();
@@ -81,6 +85,9 @@ class Reactor {
   void RunOnce(int64_t max_wait_ms);
   // Thread-safe: asks Run() to return and wakes the loop.
   void RequestStop();
+  // Thread-safe: runs `task` on the reactor's thread at the next loop boundary (control plane
+  // only: a lock guards the queue, so never use it per query).
+  void Post(std::function<void()> task);
   bool is_stop_requested() const { return stop_requested_.load(std::memory_order_acquire); }
 
  private:
@@ -113,6 +120,7 @@ class Reactor {
   }
   void OnWake(const Operation& op, const io_uring_cqe& cqe);
   void ArmWake();
+  void Wake();
 
   std::unique_ptr<Ring> ring_;
   std::vector<std::unique_ptr<BufferRing>> buffer_rings_;
@@ -123,6 +131,10 @@ class Reactor {
   std::vector<TimerHandler> timer_handlers_;
   std::vector<FlushHook> flush_hooks_;
   std::atomic<bool> stop_requested_{false};
+  std::atomic<uint64_t> iterations_{0};  // single writer: the loop
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;  // guarded by posted_mu_
+  std::vector<std::function<void()>> running_;  // the loop thread's copy while it runs them
   base::UniqueFd wake_fd_;  // eventfd written by RequestStop
   uint64_t wake_value_ = 0;
   Operation wake_op_;

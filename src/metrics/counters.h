@@ -29,6 +29,7 @@ struct ShardCounters {
   uint64_t servfail_timeout = 0;
   uint64_t servfail_no_upstream = 0;
   uint64_t servfail_retries = 0;       // connection lost, retries exhausted
+  uint64_t servfail_shutdown = 0;      // still unanswered when the shutdown grace ran out
   uint64_t client_gone = 0;            // TCP client closed before its answer
   uint64_t upstream_retries = 0;       // queries re-sent on another connection
   upstream::UpstreamCounters upstream;

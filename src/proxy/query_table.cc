@@ -63,6 +63,16 @@ void QueryTable::Release(uint32_t index) {
   free_slots_.push_back(index);
 }
 
+void QueryTable::FailAllWaiting() {
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].state == Slot::State::kWaiting) {
+      ++counters_.servfail_shutdown;
+      slots_[i].is_queued = false;
+      Fail(i);
+    }
+  }
+}
+
 void QueryTable::Forward(uint32_t index, int exclude_server) {
   Slot& slot = slots_[index];
   upstream::ConnectionPool::Attempt attempt;

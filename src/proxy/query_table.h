@@ -76,6 +76,10 @@ class QueryTable final : public upstream::QueryOwner {
   void Start(uint32_t slot) { Forward(slot, -1); }
   // Frees a slot after its answer was delivered.
   void Release(uint32_t slot);
+  // Slots taken: queries waiting for an answer or whose answer is still being sent.
+  uint32_t in_use() const { return capacity() - static_cast<uint32_t>(free_slots_.size()); }
+  // Answers SERVFAIL to every query still waiting (shutdown deadline).
+  void FailAllWaiting();
   // upstream::QueryOwner
   bool OnResponse(uint32_t slot, uint32_t conn, uint16_t id, const uint8_t* msg, size_t len,
                   int64_t* sent_ns) override;

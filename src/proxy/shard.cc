@@ -9,6 +9,11 @@ namespace {
 // Per shard: the most client queries in flight at once. Beyond it UDP queries are dropped
 // (counted) and TCP queries get SERVFAIL.
 constexpr uint32_t kQuerySlots = 8192;
+// Shutdown: how often the drain steps are checked, and how long the last two may take at most
+// (answers going out to clients, then close_notify to the upstreams).
+constexpr int64_t kDrainPollMs = 5;
+constexpr int64_t kFlushAnswersMs = 500;
+constexpr int64_t kCloseUpstreamsMs = 200;
 
 }  // namespace
 
@@ -48,6 +53,68 @@ absl::Status Shard::Init() {
       shard_id_, reactor_->ring().setup_mode(), udp_port(), tcp_port(),
       pool_->connection_count());
   return absl::OkStatus();
+}
+
+void Shard::ApplyConfig(const config::Config& next) {
+  if (drain_state_ != DrainState::kRunning) {
+    return;
+  }
+  const config::ListenerConfig previous_listener = config_.listener;
+  config_ = next;
+  pool_->Reconfigure();
+  (void)previous_listener;
+  LOG(kDebug, "shard %u: configuration applied", shard_id_);
+}
+
+void Shard::StartDrain(int64_t grace_ms) {
+  if (drain_state_ != DrainState::kRunning) {
+    return;
+  }
+  drain_state_ = DrainState::kAnswering;
+  drain_deadline_ms_ = reactor_->now_ms() + grace_ms;
+  udp_->StopReading();
+  if (tcp_ != nullptr) {
+    tcp_->Drain();
+  }
+  drain_timer_.owner = this;
+  drain_timer_.kind = reactor_->OnTimer<&Shard::OnDrainTimer>(this);
+  reactor_->timers().Schedule(&drain_timer_, reactor_->now_ms());
+}
+
+void Shard::OnDrainTimer(core::Timer* /*timer*/) {
+  const int64_t now_ms = reactor_->now_ms();
+  switch (drain_state_) {
+    case DrainState::kRunning:
+      return;
+    case DrainState::kAnswering:
+      if (table_->in_use() > 0 && now_ms < drain_deadline_ms_) {
+        break;
+      }
+      if (table_->in_use() > 0) {
+        LOG(kWarn, "shard %u: shutdown grace over; SERVFAIL for the queries still waiting",
+            shard_id_);
+        table_->FailAllWaiting();
+      }
+      drain_state_ = DrainState::kFlushing;
+      drain_deadline_ms_ = now_ms + kFlushAnswersMs;
+      [[fallthrough]];
+    case DrainState::kFlushing:
+      if ((table_->in_use() > 0 || (tcp_ != nullptr && tcp_->has_open_clients())) &&
+          now_ms < drain_deadline_ms_) {
+        break;
+      }
+      pool_->CloseAll();
+      drain_state_ = DrainState::kClosing;
+      drain_deadline_ms_ = now_ms + kCloseUpstreamsMs;
+      [[fallthrough]];
+    case DrainState::kClosing:
+      if (pool_->has_open_connections() && now_ms < drain_deadline_ms_) {
+        break;
+      }
+      reactor_->RequestStop();
+      return;
+  }
+  reactor_->timers().Schedule(&drain_timer_, now_ms + kDrainPollMs);
 }
 
 void Shard::Run() {

@@ -36,6 +36,20 @@ class Shard {
   // Thread-safe: asks the loop to stop and wakes it. The shard must stay alive until the thread
   // running it has been joined.
   void RequestStop() { reactor_->RequestStop(); }
+  // Thread-safe: graceful stop. Stops reading new queries, answers those in flight within
+  // `grace_ms` (SERVFAIL for the rest at the deadline), lets the answers go out, sends
+  // close_notify upstream, then ends Run().
+  void Drain(int64_t grace_ms) {
+    reactor_->Post([this, grace_ms] { StartDrain(grace_ms); });
+  }
+  // Thread-safe: switches the shard to `next` at a loop boundary (reload). Upstream servers whose
+  // address, name and TLS settings are unchanged keep their connections and health; listener
+  // address changes bind the new addresses and close the removed ones.
+  void Reconfigure(std::shared_ptr<const config::Config> next) {
+    reactor_->Post([this, next = std::move(next)] { ApplyConfig(*next); });
+  }
+  // Loop iterations so far (read by the control thread for the watchdog).
+  uint64_t iterations() const { return reactor_->iterations(); }
 
   const metrics::ShardCounters& counters() const { return counters_; }
   uint16_t udp_port() const { return udp_->port(); }
@@ -45,8 +59,14 @@ class Shard {
   Shard(const config::Config& config, uint32_t shard_id, uint32_t shard_count);
   absl::Status Init();
   void LogCounters() const;
+  // Shutdown steps, polled by drain_timer_.
+  enum class DrainState : uint8_t { kRunning, kAnswering, kFlushing, kClosing };
+  void StartDrain(int64_t grace_ms);
+  void ApplyConfig(const config::Config& next);
+  void OnDrainTimer(core::Timer* timer);
 
-  const config::Config& config_;
+  // The shard's own copy: every component refers to it, and a reload assigns it in place.
+  config::Config config_;
   const uint32_t shard_id_;
   const uint32_t shard_count_;
   metrics::ShardCounters counters_;
@@ -55,6 +75,9 @@ class Shard {
   std::unique_ptr<upstream::ConnectionPool> pool_;
   std::unique_ptr<UdpFrontend> udp_;
   std::unique_ptr<TcpFrontend> tcp_;
+  DrainState drain_state_ = DrainState::kRunning;
+  int64_t drain_deadline_ms_ = 0;  // of the current drain step
+  core::Timer drain_timer_;
 };
 
 }  // namespace dotproxy::proxy

@@ -60,7 +60,28 @@ void TcpFrontend::ArmAccept() {
   io_uring_prep_multishot_accept(sqe, fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
 }
 
-void TcpFrontend::OnAcceptRetry(core::Timer* /*timer*/) { ArmAccept(); }
+void TcpFrontend::OnAcceptRetry(core::Timer* /*timer*/) {
+  if (!is_draining_) {
+    ArmAccept();
+  }
+}
+
+void TcpFrontend::Drain() {
+  if (is_draining_) {
+    return;
+  }
+  is_draining_ = true;
+  reactor_.timers().Cancel(&accept_retry_timer_);
+  io_uring_prep_cancel(reactor_.GetSqe(nullptr), &accept_op_, 0);
+  // Reading stops as if every client had shut down its side: what was read is answered, then
+  // the connection closes (at once for idle ones).
+  for (uint32_t i = 0; i < clients_.size(); ++i) {
+    if (clients_[i].state == Client::State::kOpen) {
+      clients_[i].is_peer_closed = true;
+      MaybeCloseAfterPeerEof(i);
+    }
+  }
+}
 
 void TcpFrontend::OnAccept(const core::Operation& /*op*/, const io_uring_cqe& cqe) {
   const bool must_rearm = (cqe.flags & IORING_CQE_F_MORE) == 0;
@@ -72,12 +93,15 @@ void TcpFrontend::OnAccept(const core::Operation& /*op*/, const io_uring_cqe& cq
       }
       return;
     }
-    if (must_rearm) {
+    if (must_rearm && !is_draining_) {
       ArmAccept();
     }
     return;
   }
   base::UniqueFd fd(cqe.res);
+  if (is_draining_) {
+    return;  // accepted just before the cancel: closes here
+  }
   if (must_rearm) {
     ArmAccept();
   }

@@ -34,6 +34,10 @@ class TcpFrontend final : public ClientSide {
   absl::Status Init();
   uint16_t port() const;
 
+  // Shutdown: stops accepting and reading queries; connections close once their answers are out.
+  void Drain();
+  bool has_open_clients() const { return open_clients_ > 0; }
+
   // ClientSide: queues the answer on its connection (if still open) and releases the slot.
   void Deliver(uint32_t slot, const uint8_t* response, size_t len) override;
 
@@ -90,6 +94,7 @@ class TcpFrontend final : public ClientSide {
   std::vector<Client> clients_;
   std::vector<uint32_t> free_clients_;
   uint32_t open_clients_ = 0;
+  bool is_draining_ = false;
   std::vector<uint32_t> dirty_;
   std::vector<uint8_t> scratch_;  // SERVFAIL assembly when the query table is full
 };

@@ -49,6 +49,14 @@ absl::Status UdpFrontend::Init() {
 
 uint16_t UdpFrontend::port() const { return net::LocalPort(fd_.get()); }
 
+void UdpFrontend::StopReading() {
+  if (is_stopped_) {
+    return;
+  }
+  is_stopped_ = true;
+  io_uring_prep_cancel(reactor_.GetSqe(nullptr), &recv_op_, 0);
+}
+
 void UdpFrontend::ArmRecv() {
   io_uring_sqe* sqe = reactor_.GetSqe(&recv_op_);
   io_uring_prep_recvmsg_multishot(sqe, fd_.get(), &recv_template_, 0);
@@ -74,7 +82,7 @@ void UdpFrontend::OnRecv(const core::Operation& /*op*/, const io_uring_cqe& cqe)
   } else if (cqe.res < 0 && cqe.res != -ENOBUFS) {
     LOG_EVERY_N_SEC(kWarn, 1, "udp recvmsg: %s", strerror(-cqe.res));
   }
-  if (must_rearm) {
+  if (must_rearm && !is_stopped_) {
     ++counters_.udp_recv_rearms;
     ArmRecv();
   }

@@ -36,6 +36,9 @@ class UdpFrontend final : public ClientSide {
   absl::Status Init();
   uint16_t port() const;
 
+  // Stops taking new queries (shutdown): the receive is cancelled and not re-armed.
+  void StopReading();
+
   // ClientSide: sends the answer for `slot` and releases the slot once it has left.
   void Deliver(uint32_t slot, const uint8_t* response, size_t len) override;
 
@@ -71,6 +74,7 @@ class UdpFrontend final : public ClientSide {
   core::BufferRing* buffers_ = nullptr;
   msghdr recv_template_{};      // sizes for the multishot recvmsg
   core::Operation recv_op_;
+  bool is_stopped_ = false;
   std::vector<Reply> replies_;  // one per query-table slot
 };
 

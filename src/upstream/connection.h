@@ -65,6 +65,9 @@ class Connection {
 
   uint32_t index() const { return index_; }
   uint32_t server() const { return server_; }
+  // A reload renumbers servers; kNoServer marks a connection whose server was removed.
+  static constexpr uint32_t kNoServer = UINT32_MAX;
+  void set_server(uint32_t server) { server_ = server; }
   State state() const { return state_; }
   bool is_ready() const { return state_ == State::kReady; }
   // Established or about to be.
@@ -142,7 +145,7 @@ class Connection {
   }
 
   const uint32_t index_;
-  const uint32_t server_;
+  uint32_t server_;
   State state_ = State::kIdle;
   uint32_t generation_ = 0;
   base::UniqueFd fd_;

@@ -1,6 +1,7 @@
 // ConnectionPool, second half: the life of each connection (connect, handshake, receive and
 // match responses, failures and replacement, stale close, reconnect backoff) and the health
 // transitions of servers (down, probes, up again). connection_pool.cc has the query side.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -23,8 +24,39 @@ int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
 }  // namespace
 
+void ConnectionPool::CloseAll() {
+  is_shutting_down_ = true;
+  for (uint32_t ci = 0; ci < conns_.size(); ++ci) {
+    Connection& c = *conns_[ci];
+    if (c.is_ready()) {
+      c.BeginGracefulClose();
+      c.StartSend(reactor_);
+      FailConnection(ci, "shutting down");
+    } else if (c.is_alive()) {
+      FailConnection(ci, "shutting down");
+    }
+  }
+  for (Server& server : servers_) {
+    reactor_.timers().Cancel(&server.probe_timer);
+  }
+}
+
+bool ConnectionPool::has_open_connections() const {
+  for (const auto& c : conns_) {
+    if (c->state() != Connection::State::kIdle && c->state() != Connection::State::kFree) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void ConnectionPool::Connect(uint32_t conn) {
   Connection& c = *conns_[conn];
+  if (is_shutting_down_) {
+    c.SetIdle();
+    reactor_.timers().Cancel(&c.timer());
+    return;
+  }
   const config::ServerConfig& sc = *servers_[c.server()].config;
   const absl::Status started = c.StartConnect(reactor_, sc.addr);
   if (!started.ok()) {
@@ -254,12 +286,7 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason) {
   }
   // The queries on this connection lose their attempt here, and are re-sent elsewhere (or
   // failed) once it is out of the pool.
-  std::vector<std::pair<uint16_t, uint32_t>> orphans;
-  c.ids().ForEach([&](uint16_t id, uint32_t slot) { orphans.emplace_back(id, slot); });
-  for (const auto& [id, slot] : orphans) {
-    Release(conn, id);
-    owner_.OnAttemptLost(slot, conn);
-  }
+  const std::vector<uint32_t> orphans = DetachQueries(c);
   c.BeginClose(reactor_);
   // Put a fresh connection in this one's place in the pool.
   uint32_t replacement;
@@ -280,14 +307,53 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason) {
   ScheduleReconnect(replacement, reconnect_now);
   FinishClose(conn);
   RefreshServerViews();
-  for (const auto& orphan : orphans) {
-    owner_.OnLostAttemptsDone(orphan.second);
+  for (uint32_t slot : orphans) {
+    owner_.OnLostAttemptsDone(slot);
+  }
+}
+
+std::vector<uint32_t> ConnectionPool::DetachQueries(Connection& c) {
+  std::vector<std::pair<uint16_t, uint32_t>> lost;
+  c.ids().ForEach([&](uint16_t id, uint32_t slot) { lost.emplace_back(id, slot); });
+  std::vector<uint32_t> slots;
+  slots.reserve(lost.size());
+  for (const auto& [id, slot] : lost) {
+    Release(c.index(), id);
+    owner_.OnAttemptLost(slot, c.index());
+    slots.push_back(slot);
+  }
+  return slots;
+}
+
+void ConnectionPool::RetireConnection(uint32_t conn) {
+  Connection& c = *conns_[conn];
+  if (c.server() != Connection::kNoServer) {
+    std::vector<uint32_t>& pool = servers_[c.server()].conns;
+    pool.erase(std::remove(pool.begin(), pool.end(), conn), pool.end());
+  }
+  if (c.state() == Connection::State::kIdle) {
+    reactor_.timers().Cancel(&c.timer());
+    return;  // no socket: simply out of the pool
+  }
+  if (c.state() == Connection::State::kClosing || c.state() == Connection::State::kFree) {
+    return;
+  }
+  const std::vector<uint32_t> orphans = DetachQueries(c);
+  if (c.is_ready()) {
+    c.BeginGracefulClose();
+    c.StartSend(reactor_);
+  }
+  c.BeginClose(reactor_);
+  FinishClose(conn);
+  RefreshServerViews();
+  for (uint32_t slot : orphans) {
+    owner_.OnLostAttemptsDone(slot);
   }
 }
 
 void ConnectionPool::FinishClose(uint32_t conn) {
   Connection& c = *conns_[conn];
-  if (c.FinishCloseIfIdle()) {
+  if (c.FinishCloseIfIdle() && c.server() != Connection::kNoServer) {
     servers_[c.server()].spare.push_back(conn);
   }
 }

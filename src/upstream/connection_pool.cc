@@ -4,6 +4,7 @@
 #include "base/check.h"
 #include "base/log.h"
 #include "base/status_macros.h"
+#include "config/load_config.h"
 #include "dns/header.h"
 
 namespace dotproxy::upstream {
@@ -48,28 +49,7 @@ absl::Status ConnectionPool::Init() {
   has_pending_.resize(servers_.size());
   balancer_ = BalancerState(servers_.size(), absl::Uniform<uint64_t>(rng_));
   for (uint32_t s = 0; s < servers_.size(); ++s) {
-    const config::ServerConfig& sc = config_.upstream.servers[s];
-    Server& server = servers_[s];
-    server.config = &sc;
-    HealthOptions health;
-    health.backoff_initial_ms = Millis(config_.upstream.backoff_initial);
-    health.backoff_max_ms = Millis(config_.upstream.backoff_max);
-    server.health = ServerHealth(health);
-    server.probe_timer.owner = &server;
-    server.probe_timer.kind = probe_timer_kind_;
-    auto tls = tls::ClientContext::Create({sc.server_name, sc.ca_file});
-    if (!tls.ok()) {
-      return absl::Status(tls.status().code(),
-                          absl::StrCat("upstream ", sc.addr_text, ": ", tls.status().message()));
-    }
-    server.tls = std::move(tls).value();
-    // connection_pool_size is the server's total over all shards; each shard gets at least one.
-    uint32_t share = sc.connection_pool_size / shard_count_ +
-                     (shard_id_ < sc.connection_pool_size % shard_count_ ? 1 : 0);
-    share = std::max<uint32_t>(share, 1);
-    for (uint32_t i = 0; i < share; ++i) {
-      server.conns.push_back(NewConnection(s));
-    }
+    RETURN_IF_ERROR(InitServer(s));
   }
   for (Server& server : servers_) {
     for (uint32_t ci : server.conns) {
@@ -78,6 +58,37 @@ absl::Status ConnectionPool::Init() {
   }
   RefreshServerViews();
   return absl::OkStatus();
+}
+
+absl::Status ConnectionPool::InitServer(uint32_t s) {
+  const config::ServerConfig& sc = config_.upstream.servers[s];
+  Server& server = servers_[s];
+  server.config = &sc;
+  server.identity = config::ServerIdentity(sc);
+  HealthOptions health;
+  health.backoff_initial_ms = Millis(config_.upstream.backoff_initial);
+  health.backoff_max_ms = Millis(config_.upstream.backoff_max);
+  server.health = ServerHealth(health);
+  server.probe_timer.owner = &server;
+  server.probe_timer.kind = probe_timer_kind_;
+  auto tls = tls::ClientContext::Create({sc.server_name, sc.ca_file});
+  if (!tls.ok()) {
+    return absl::Status(tls.status().code(),
+                        absl::StrCat("upstream ", sc.addr_text, ": ", tls.status().message()));
+  }
+  server.tls = std::move(tls).value();
+  const uint32_t share = PoolShare(sc);
+  for (uint32_t i = 0; i < share; ++i) {
+    server.conns.push_back(NewConnection(s));
+  }
+  return absl::OkStatus();
+}
+
+uint32_t ConnectionPool::PoolShare(const config::ServerConfig& sc) const {
+  // connection_pool_size is the server's total over all shards; each shard gets at least one.
+  const uint32_t share = sc.connection_pool_size / shard_count_ +
+                         (shard_id_ < sc.connection_pool_size % shard_count_ ? 1 : 0);
+  return std::max<uint32_t>(share, 1);
 }
 
 uint32_t ConnectionPool::NewConnection(uint32_t server) {
@@ -131,6 +142,9 @@ void ConnectionPool::Release(uint32_t conn, uint16_t id) {
   Connection& c = *conns_[conn];
   const bool was_full = c.ids().is_full();
   c.ids().Release(id);
+  if (c.server() == Connection::kNoServer) {
+    return;  // its server was removed by a reload
+  }
   Server& server = servers_[c.server()];
   --server.outstanding;
   views_[c.server()].outstanding = server.outstanding;
@@ -140,6 +154,83 @@ void ConnectionPool::Release(uint32_t conn, uint16_t id) {
   if (!server.backlog.empty()) {
     has_backlog_ = true;
   }
+}
+
+void ConnectionPool::Reconfigure() {
+  std::vector<Server> old = std::move(servers_);
+  for (Server& s : old) {
+    reactor_.timers().Cancel(&s.probe_timer);
+  }
+  const size_t count = config_.upstream.servers.size();
+  servers_ = std::vector<Server>(count);
+  std::vector<int64_t> old_to_new(old.size(), -1);
+  for (uint32_t s = 0; s < count; ++s) {
+    const config::ServerConfig& sc = config_.upstream.servers[s];
+    const std::string identity = config::ServerIdentity(sc);
+    for (uint32_t o = 0; o < old.size(); ++o) {
+      if (old_to_new[o] < 0 && old[o].identity == identity) {
+        old_to_new[o] = s;
+        servers_[s] = std::move(old[o]);
+        servers_[s].config = &sc;
+        servers_[s].probe_timer.owner = &servers_[s];
+        break;
+      }
+    }
+  }
+  for (const auto& c : conns_) {
+    if (c->server() != Connection::kNoServer) {
+      const int64_t to = old_to_new[c->server()];
+      c->set_server(to < 0 ? Connection::kNoServer : static_cast<uint32_t>(to));
+    }
+  }
+  std::vector<uint32_t> retired;
+  std::vector<uint32_t> requeued;
+  for (uint32_t o = 0; o < old.size(); ++o) {
+    if (old_to_new[o] < 0) {
+      LOG(kInfo, "upstream %s: removed by the reload", old[o].identity);
+      retired.insert(retired.end(), old[o].conns.begin(), old[o].conns.end());
+      requeued.insert(requeued.end(), old[o].backlog.begin(), old[o].backlog.end());
+    }
+  }
+  views_.assign(count, ServerView{});
+  has_pending_.assign(count, false);
+  balancer_ = BalancerState(count, absl::Uniform<uint64_t>(rng_));
+  pick_ = PolicyFunction(config_.upstream.load_balancing_policy);
+  for (uint32_t s = 0; s < count; ++s) {
+    Server& server = servers_[s];
+    if (server.config == nullptr) {
+      if (absl::Status added = InitServer(s); !added.ok()) {
+        LOG(kError, "reload: %s", added.message());  // main checked it; keep it unusable
+      }
+      for (uint32_t ci : server.conns) {
+        Connect(ci);
+      }
+      continue;
+    }
+    // The share of a kept server follows its connection_pool_size.
+    const uint32_t share = PoolShare(*server.config);
+    while (server.conns.size() < share) {
+      const uint32_t ci = NewConnection(s);
+      server.conns.push_back(ci);
+      Connect(ci);
+    }
+    for (size_t i = share; i < server.conns.size(); ++i) {
+      retired.push_back(server.conns[i]);
+    }
+  }
+  for (uint32_t ci : retired) {
+    RetireConnection(ci);
+  }
+  RefreshServerViews();
+  for (uint32_t s = 0; s < count; ++s) {
+    if (servers_[s].health.is_down()) {
+      ArmProbeTimer(s);
+    }
+  }
+  for (uint32_t slot : requeued) {
+    owner_.OnBacklogReady(slot);
+  }
+  has_backlog_ = true;
 }
 
 int64_t ConnectionPool::attempt_timeout_ms(int32_t server) const {

@@ -16,6 +16,7 @@
 #include <deque>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/random/random.h"
@@ -91,11 +92,20 @@ class ConnectionPool {
   TimeoutVerdict OnAttemptTimeout(uint32_t conn, bool may_recycle);
 
   size_t connection_count() const { return conns_.size(); }
+  // Reload: the shard's config changed in place. Servers whose address, name and TLS settings
+  // are unchanged keep their connections, health and backlog; new servers connect; removed
+  // servers' connections close (close_notify) and their queries are re-sent elsewhere.
+  void Reconfigure();
+  // Shutdown: closes every connection (close_notify on established ones) and reconnects none.
+  void CloseAll();
+  // Some connection still has a socket (closing ones included).
+  bool has_open_connections() const;
 
  private:
   // One upstream server as seen by this shard.
   struct Server {
     const config::ServerConfig* config = nullptr;
+    std::string identity;          // address, name and TLS settings: what a reload must match
     std::unique_ptr<tls::ClientContext> tls;
     std::vector<uint32_t> conns;   // the pool: indices into conns_
     std::vector<uint32_t> spare;   // closed connections to reuse as replacements
@@ -113,7 +123,13 @@ class ConnectionPool {
   void OnProbeTimer(core::Timer* timer);
   bool Flush();  // end of loop iteration: backlogs, then one write per dirty connection
 
+  absl::Status InitServer(uint32_t server);
+  // This shard's share of a server's connection_pool_size.
+  uint32_t PoolShare(const config::ServerConfig& sc) const;
   uint32_t NewConnection(uint32_t server);
+  // Takes a connection out of its server's pool for good (reload, smaller pool): its queries are
+  // re-sent elsewhere, close_notify goes out if it was established, and nothing replaces it.
+  void RetireConnection(uint32_t conn);
   int32_t PickConnection(uint32_t server) const;
   bool QueueOnBusyServer(uint32_t slot);
   void DrainBacklogs();
@@ -124,6 +140,9 @@ class ConnectionPool {
   void OnReady(Connection& c);
   bool OnMessage(Connection& c, const uint8_t* msg, size_t len);
   void FailConnection(uint32_t conn, const char* reason);
+  // Releases every query in flight on `c` and tells the owner it lost them; returns their slots,
+  // for OnLostAttemptsDone once the connection is out of the pool.
+  std::vector<uint32_t> DetachQueries(Connection& c);
   void FinishClose(uint32_t conn);
   void ScheduleReconnect(uint32_t conn, bool immediately);
   void OnServerConnectFailure(uint32_t server);
@@ -145,6 +164,7 @@ class ConnectionPool {
   std::vector<std::unique_ptr<Connection>> conns_;
   std::vector<uint32_t> dirty_;
   bool has_backlog_ = false;  // some server has queued queries and freed an ID
+  bool is_shutting_down_ = false;
   std::vector<ServerView> views_;
   std::vector<bool> has_pending_;  // RefreshServerViews scratch: a connection being set up
   BalancerState balancer_;
