@@ -50,7 +50,8 @@ struct ApplicationConfig {
 
 struct TcpListenerConfig {
   bool enabled = false;  // true when listener.tcp is present
-  base::SocketAddress addr;
+  base::SocketAddress addr;                // addrs.front(), for code that serves one address
+  std::vector<base::SocketAddress> addrs;  // every address, in file order; see ListenAddresses()
   absl::Duration read_timeout = absl::Seconds(10);  // idle timeout between client queries
   absl::Duration write_timeout = absl::Seconds(10);
   uint32_t max_connections = 1024;             // per shard; idle connections are shed first
@@ -58,7 +59,8 @@ struct TcpListenerConfig {
 };
 
 struct UdpListenerConfig {
-  base::SocketAddress addr;                             // required
+  base::SocketAddress addr;                             // required; addrs.front()
+  std::vector<base::SocketAddress> addrs;               // every address; see ListenAddresses()
   absl::Duration read_timeout = absl::ZeroDuration();   // accepted; no effect (seed B11)
   absl::Duration write_timeout = absl::ZeroDuration();  // accepted; no effect on UDP sends
   int64_t max_concurrent_connections = 0;               // accepted, warned: no effect
@@ -67,7 +69,19 @@ struct UdpListenerConfig {
 struct ListenerConfig {
   TcpListenerConfig tcp;
   UdpListenerConfig udp;
+  bool freebind = false;  // IP_FREEBIND / IPV6_FREEBIND: bind addresses not (yet) configured
 };
+
+// The addresses a listener serves: the loader fills `addrs` (a scalar `addr` gives one item) and
+// sets `addr` to the first; a hand-built Config that set only `addr` gets {addr}. A wildcard
+// IPv6 address ("[::]:53", or ":53" in the file) is meant to be opened dual-stack.
+template <typename Listener>
+std::vector<base::SocketAddress> ListenAddresses(const Listener& listener) {
+  if (listener.addrs.empty()) {
+    return {listener.addr};
+  }
+  return listener.addrs;
+}
 
 struct ServerConfig {
   std::string addr_text;              // as written, for messages and metric tags
@@ -95,8 +109,9 @@ struct UpstreamConfig {
 
 struct ServerSection {
   uint32_t workers = 0;  // shard threads; 0 = one per CPU of the affinity mask
-  // SIGTERM/SIGINT: how long queries in flight get to be answered before SERVFAIL and exit.
+  // On SIGTERM/SIGINT, time allowed to answer the queries in flight; 0s = stop at once.
   absl::Duration shutdown_grace = absl::Seconds(2);
+  std::string user;  // when started as root: switch to this user after binding; empty = stay
 };
 
 struct Config {

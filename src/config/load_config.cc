@@ -36,6 +36,7 @@ constexpr absl::Duration kMaxTimeout = absl::Hours(24);  // sanity cap on every 
 constexpr absl::Duration kMaxQueryTimeout = absl::Hours(1);
 constexpr int64_t kMaxTcpConnections = 1000000;
 constexpr int64_t kMaxInflightPerClientConnection = 65535;
+constexpr absl::Duration kMaxShutdownGrace = absl::Minutes(10);
 constexpr int64_t kAnyInt64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t kAnyInt64Max = std::numeric_limits<int64_t>::max();
 
@@ -103,6 +104,34 @@ absl::Status CheckServerName(Walker& walker, const YamlNode& node, const std::st
   return absl::OkStatus();
 }
 
+// A user name for getpwnam(3) at start-up; the account itself is looked up then, not here.
+absl::Status CheckUserName(Walker& walker, const YamlNode& node, const std::string& path,
+                           std::string& user) {
+  if (user.empty()) {
+    return absl::OkStatus();
+  }
+  if (user == "root") {
+    return walker.Error(node.mark(), path, "must name an unprivileged user, got \"root\"");
+  }
+  for (const char c : user) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c)) ||
+        absl::ascii_iscntrl(static_cast<unsigned char>(c)) || c == ':' || c == '/') {
+      return walker.Error(node.mark(), path,
+                          absl::StrCat("expected a user name, got ", schema::Quote(user)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// listener.{udp,tcp}.addr: one address or a list; `addr` keeps the first for single-address code.
+template <typename Listener>
+absl::Status ParseListenAddrs(Walker& walker, const YamlNode& node, const std::string& path,
+                              Listener& listener) {
+  ASSIGN_OR_RETURN(listener.addrs, schema::ReadListenerAddresses(walker, node, path));
+  listener.addr = listener.addrs.front();
+  return absl::OkStatus();
+}
+
 absl::Status ParseServerAddr(Walker& walker, const YamlNode& node, const std::string& path,
                              ServerConfig& server) {
   ASSIGN_OR_RETURN(server.addr, schema::ResolveHostPort(walker, node, path, &server.addr_text));
@@ -113,6 +142,7 @@ absl::Status ParseServerAddr(Walker& walker, const YamlNode& node, const std::st
 // Defaults are the member initialisers in config.h; a key that is absent leaves its field alone.
 
 using schema::Address;
+using schema::Bool;
 using schema::Custom;
 using schema::Duration;
 using schema::Enum;
@@ -141,7 +171,7 @@ constexpr Section kMetrics = SectionOf<MetricsConfig>(kMetricsKeys);
 
 using Tcp = TcpListenerConfig;
 constexpr Key kTcpKeys[] = {
-    Address<&Tcp::addr>("addr", AddressKind::kListener).Required(),
+    Custom<&ParseListenAddrs<Tcp>>("addr").Required(),
     Duration<&Tcp::read_timeout>("read_timeout", kMaxTimeout),
     Duration<&Tcp::write_timeout>("write_timeout", kMaxTimeout),
     Integer<&Tcp::max_connections>("max_connections", 1, kMaxTcpConnections),
@@ -152,7 +182,7 @@ constexpr Section kTcp = SectionOf<Tcp, &Tcp::enabled>(kTcpKeys);
 
 using Udp = UdpListenerConfig;
 constexpr Key kUdpKeys[] = {
-    Address<&Udp::addr>("addr", AddressKind::kListener).Required(),
+    Custom<&ParseListenAddrs<Udp>>("addr").Required(),
     Duration<&Udp::read_timeout, &WarnUdpTimeout>("read_timeout", kMaxTimeout),
     Duration<&Udp::write_timeout, &WarnUdpTimeout>("write_timeout", kMaxTimeout),
     Integer<&Udp::max_concurrent_connections, &WarnIgnoredCount>("max_concurrent_connections",
@@ -164,6 +194,7 @@ constexpr Key kListenerKeys[] = {
     Nested<&ListenerConfig::tcp>("tcp", kTcp),
     // The UDP listener is mandatory; report the innermost missing key.
     Nested<&ListenerConfig::udp>("udp", kUdp).Required("udp.addr"),
+    Bool<&ListenerConfig::freebind>("freebind"),
 };
 constexpr Section kListener = SectionOf<ListenerConfig>(kListenerKeys);
 
@@ -197,7 +228,8 @@ constexpr Section kUpstream = SectionOf<Upstream>(kUpstreamKeys);
 
 constexpr Key kServerSectionKeys[] = {
     Integer<&ServerSection::workers>("workers", 0, kMaxWorkers),
-    Duration<&ServerSection::shutdown_grace>("shutdown_grace", kMaxTimeout),
+    Duration<&ServerSection::shutdown_grace>("shutdown_grace", kMaxShutdownGrace),
+    String<&ServerSection::user, &CheckUserName>("user"),
 };
 constexpr Section kServerSection = SectionOf<ServerSection>(kServerSectionKeys);
 
@@ -224,12 +256,17 @@ absl::Status ValidateImpl(const Config& config, absl::string_view filename,
     }
     return absl::InvalidArgumentError(absl::StrCat(filename, ": ", path, ": ", problem));
   };
-  if (!config.listener.udp.addr.is_valid() || config.listener.udp.addr.port() == 0) {
-    return error("listener.udp.addr", "must be set to a.b.c.d:port or [ipv6]:port");
+  const std::vector<base::SocketAddress> udp_addrs = ListenAddresses(config.listener.udp);
+  const std::vector<base::SocketAddress> tcp_addrs = ListenAddresses(config.listener.tcp);
+  for (const base::SocketAddress& addr : udp_addrs) {
+    if (!addr.is_valid() || addr.port() == 0) {
+      return error("listener.udp.addr", "must be set to a.b.c.d:port or [ipv6]:port");
+    }
   }
-  if (config.listener.tcp.enabled &&
-      (!config.listener.tcp.addr.is_valid() || config.listener.tcp.addr.port() == 0)) {
-    return error("listener.tcp.addr", "must be set to a.b.c.d:port or [ipv6]:port");
+  for (const base::SocketAddress& addr : tcp_addrs) {
+    if (config.listener.tcp.enabled && (!addr.is_valid() || addr.port() == 0)) {
+      return error("listener.tcp.addr", "must be set to a.b.c.d:port or [ipv6]:port");
+    }
   }
   if (config.metrics.statsd.enabled &&
       (!config.metrics.statsd.addr.is_valid() || config.metrics.statsd.addr.port() == 0)) {
@@ -258,6 +295,11 @@ absl::Status ValidateImpl(const Config& config, absl::string_view filename,
   if (config.server.workers > kMaxWorkers) {
     return error("server.workers", absl::StrCat("must be in 0..", kMaxWorkers));
   }
+  if (config.server.shutdown_grace < absl::ZeroDuration() ||
+      config.server.shutdown_grace > kMaxShutdownGrace) {
+    return error("server.shutdown_grace",
+                 absl::StrCat("must be in 0s..", absl::FormatDuration(kMaxShutdownGrace)));
+  }
   const std::vector<ServerConfig>& servers = config.upstream.servers;
   for (size_t i = 0; i < servers.size(); ++i) {
     const ServerConfig& server = servers[i];
@@ -277,10 +319,12 @@ absl::Status ValidateImpl(const Config& config, absl::string_view filename,
                    absl::StrCat("must be in 1..", kMaxInflightPerConnection));
     }
     // TLS upstreams are reached over TCP, so only the TCP listener can loop back to us.
-    if (config.listener.tcp.enabled && server.addr == config.listener.tcp.addr) {
-      return error(ChildPath(path, "addr"),
-                   absl::StrCat("equals listener.tcp.addr ", config.listener.tcp.addr.ToString(),
-                                "; the proxy would forward to itself"));
+    for (const base::SocketAddress& listen : tcp_addrs) {
+      if (config.listener.tcp.enabled && server.addr == listen) {
+        return error(ChildPath(path, "addr"),
+                     absl::StrCat("equals listener.tcp.addr ", listen.ToString(),
+                                  "; the proxy would forward to itself"));
+      }
     }
     for (size_t j = 0; j < i; ++j) {
       if (servers[j].addr == server.addr && servers[j].server_name == server.server_name) {

@@ -94,6 +94,14 @@ absl::StatusOr<base::SocketAddress> ParseNumericAddress(const Walker& walker, co
                                                         absl::string_view path,
                                                         absl::string_view text,
                                                         absl::string_view kind) {
+  // ":53" is every local address, as in the Go original: the IPv6 wildcard, which the listeners
+  // open dual-stack (IPV6_V6ONLY off), so IPv4 clients are served too.
+  std::string spelled(text);
+  if (kind == "listener" && !spelled.empty() && spelled.front() == ':' &&
+      spelled.find(':', 1) == std::string::npos) {
+    spelled.insert(0, "[::]");
+  }
+  text = spelled;
   std::string host;
   uint16_t port = 0;
   const absl::Status split = base::SocketAddress::SplitHostPort(std::string(text), &host, &port);
@@ -364,6 +372,50 @@ absl::StatusOr<base::SocketAddress> ReadAddress(Walker& walker, const Key& key,
       return ReadStatsdAddress(walker, node, path);
   }
   return walker.Error(node.mark(), path, "unknown address kind");
+}
+
+absl::StatusOr<std::vector<base::SocketAddress>> ReadListenerAddresses(
+    Walker& walker, const YamlNode& node, const std::string& path) {
+  constexpr absl::string_view kExpected =
+      "an address like \"a.b.c.d:port\" or a list of addresses";
+  std::vector<const YamlNode*> items;
+  std::vector<std::string> paths;
+  if (node.is_sequence()) {
+    if (node.items().empty()) {
+      return walker.Error(node.mark(), path, "must list at least one address");
+    }
+    for (size_t i = 0; i < node.items().size(); ++i) {
+      items.push_back(node.items()[i].get());
+      paths.push_back(IndexPath(path, i));
+    }
+  } else {
+    ASSIGN_OR_RETURN([[maybe_unused]] const std::string* text,
+                     ScalarText(walker, node, path, kExpected));
+    items.push_back(&node);
+    paths.push_back(path);
+  }
+  std::vector<base::SocketAddress> addrs;
+  for (size_t i = 0; i < items.size(); ++i) {
+    ASSIGN_OR_RETURN(const std::string* text,
+                     ScalarText(walker, *items[i], paths[i], "an address like \"a.b.c.d:port\""));
+    ASSIGN_OR_RETURN(const base::SocketAddress addr,
+                     ParseNumericAddress(walker, *items[i], paths[i], *text, "listener"));
+    for (const base::SocketAddress& earlier : addrs) {
+      if (earlier == addr) {
+        return walker.Error(items[i]->mark(), paths[i],
+                            absl::StrCat(addr.ToString(), " is listed twice"));
+      }
+      // A wildcard already receives every local address on its port; a second socket on the
+      // same port would split the traffic between them unpredictably.
+      if (earlier.port() == addr.port() && (earlier.is_wildcard() || addr.is_wildcard())) {
+        return walker.Error(items[i]->mark(), paths[i],
+                            absl::StrCat(addr.ToString(), " overlaps ", earlier.ToString(),
+                                         ": a wildcard address covers every local address"));
+      }
+    }
+    addrs.push_back(addr);
+  }
+  return addrs;
 }
 
 absl::StatusOr<base::SocketAddress> ResolveHostPort(Walker& walker, const YamlNode& node,

@@ -184,6 +184,12 @@ absl::StatusOr<absl::Duration> ReadDuration(Walker& walker, const Key& key, cons
 // "a.b.c.d:port" or "[v6]:port" with port 1..65535 (statsd: optionally "udp://" first).
 absl::StatusOr<base::SocketAddress> ReadAddress(Walker& walker, const Key& key,
                                                 const YamlNode& node, const std::string& path);
+// A listener address or a non-empty YAML list of them, in file order. ":port" means "[::]:port"
+// (every local address, dual-stack). Duplicates, and a wildcard next to another address on the
+// same port, are errors.
+absl::StatusOr<std::vector<base::SocketAddress>> ReadListenerAddresses(Walker& walker,
+                                                                      const YamlNode& node,
+                                                                      const std::string& path);
 // "host:port" where host is an IPv4 address, [IPv6] address or a DNS name, resolved here with
 // getaddrinfo (first result). `*text` gets the value as written.
 absl::StatusOr<base::SocketAddress> ResolveHostPort(Walker& walker, const YamlNode& node,

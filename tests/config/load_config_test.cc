@@ -417,11 +417,11 @@ TEST_F(LoadConfigTest, WrongType) {
   ExpectError("listener:\n  - udp\n", 2, 3, "listener: expected a mapping, got a sequence");
   ExpectError(R"(listener:
   udp:
-    addr: [127.0.0.1, 5353]
+    addr: {host: 127.0.0.1, port: 5353}
 )",
               3, 11,
-              "listener.udp.addr: expected an address like \"a.b.c.d:port\", "
-              "got a sequence");
+              "listener.udp.addr: expected an address like \"a.b.c.d:port\" or a list of "
+              "addresses, got a mapping");
   ExpectError(
       R"(listener:
   udp:
