@@ -155,7 +155,6 @@ int Main(int argc, char** argv) {
   std::vector<absl::Status> errors(threads);
   std::vector<std::thread> workers;
   std::atomic<uint32_t> ready{0};
-  std::atomic<bool> stop{false};
   for (uint32_t i = 0; i < threads; ++i) {
     workers.emplace_back([&, i] {
       auto r = Responder::Create(options, i);
@@ -168,8 +167,8 @@ int Main(int argc, char** argv) {
       while (ready.load() < threads) {
         std::this_thread::yield();
       }
-      if (responders[i] != nullptr && !stop.load()) {
-        responders[i]->Run(stop);
+      if (responders[i] != nullptr) {
+        responders[i]->Run();
       }
     });
   }
@@ -210,7 +209,12 @@ int Main(int argc, char** argv) {
       }
     }
   }
-  stop.store(true);
+  // Responders are freed only after every thread has been joined.
+  for (const auto& r : responders) {
+    if (r != nullptr) {
+      r->RequestStop();
+    }
+  }
   for (std::thread& t : workers) {
     t.join();
   }
