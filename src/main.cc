@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/flag_names.h"
 #include "base/log.h"
+#include "base/process.h"
 #include "config/load_config.h"
 #include "dotproxy_config.h"
 #include "net/sockets.h"
@@ -165,11 +166,7 @@ int Main(int argc, char** argv) {
 
   // Signals go to sigwait in this thread only; shard threads inherit the blocked mask.
   sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  base::PrepareProcess(&signals);
 
   const std::vector<int> cpus = AffinityCpus();
   const uint32_t workers =
