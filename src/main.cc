@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "base/flag_names.h"
 #include "base/log.h"
+#include "base/process.h"
 #include "config/load_config.h"
 #include "dotproxy_config.h"
 #include "net/sockets.h"
@@ -196,12 +197,9 @@ int Main(int argc, char** argv) {
 
   // Signals go to sigtimedwait in this thread only; shard threads inherit the blocked mask.
   sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
+  base::PrepareProcess(&signals);
+  sigaddset(&signals, SIGHUP);  // reload: taken by sigtimedwait below, like the stop signals
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   const std::vector<int> cpus = AffinityCpus();
   const uint32_t workers =

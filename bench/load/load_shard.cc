@@ -17,16 +17,12 @@
 namespace dotproxy::bench {
 namespace {
 
-constexpr uint16_t kUdpBufferGroup = 1;
 constexpr uint32_t kUdpBufferCount = 4096;
 constexpr uint32_t kUdpBufferSize = 4096;
-constexpr uint16_t kStreamBufferGroup = 2;
 constexpr uint32_t kStreamBufferCount = 1024;
 constexpr uint32_t kStreamBufferSize = 16 * 1024;
 constexpr uint32_t kMaxSlots = 65536;  // the DNS ID is the slot index
 constexpr size_t kPlaintextChunk = 64 * 1024;
-constexpr size_t kKeepCapacity = 64 * 1024;
-constexpr int64_t kReconnectDelayNs = 100'000'000;
 constexpr int64_t kMaxWaitNs = 100'000'000;
 
 void Store(std::atomic<uint64_t>& counter, uint64_t value) {
@@ -53,10 +49,9 @@ LoadShard::LoadShard(const LoadOptions& options, QueryWriter::Options writer, ui
     : options_(options), thread_id_(thread_id), writer_(std::move(writer)) {}
 
 LoadShard::~LoadShard() {
-  // The ring goes first: that cancels every request still in flight before the buffers, slots
-  // and channels it points into are freed.
-  buffers_.reset();
-  ring_.reset();
+  // The reactor goes first: tearing its ring down cancels every request still in flight before
+  // the slots and channels they point into are freed.
+  reactor_.reset();
 }
 
 absl::StatusOr<std::unique_ptr<LoadShard>> LoadShard::Create(const LoadOptions& options,
@@ -69,7 +64,8 @@ absl::StatusOr<std::unique_ptr<LoadShard>> LoadShard::Create(const LoadOptions& 
 
 absl::Status LoadShard::Init() {
   now_ns_ = core::MonotonicNanos();
-  ASSIGN_OR_RETURN(ring_, core::Ring::Create({}));
+  ASSIGN_OR_RETURN(reactor_, core::Reactor::Create());
+  reactor_->OnFlush<&LoadShard::FlushDirty>(this);
   plaintext_.resize(kPlaintextChunk);
   // Closed loop: twice the window, so an ID is not reused right after it was freed (a late
   // answer then finds its slot empty instead of a new query). Open loop: all 65536 IDs.
@@ -84,16 +80,22 @@ absl::Status LoadShard::Init() {
   free_count_ = slot_count;
   channels_ = std::vector<Channel>(options_.channels);
   const bool is_udp = options_.mode == Mode::kUdp;
+  const core::HandlerId connect_handler = reactor_->OnCompletion<&LoadShard::OnConnect>(this);
+  const core::HandlerId recv_handler =
+      is_udp ? reactor_->OnCompletion<&LoadShard::OnUdpRecv>(this)
+             : reactor_->OnCompletion<&LoadShard::OnStreamRecv>(this);
+  const core::HandlerId send_handler =
+      is_udp ? reactor_->OnCompletion<&LoadShard::OnUdpSendFailed>(this)
+             : reactor_->OnCompletion<&LoadShard::OnSendDone>(this);
   for (uint32_t i = 0; i < options_.channels; ++i) {
     Channel& c = channels_[i];
     c.index = i;
-    c.connect_op = {core::OpKind::kUpstreamConnect, i, 0};
-    c.recv_op = {is_udp ? core::OpKind::kUdpRecv : core::OpKind::kUpstreamRecv, i, 0};
-    c.send_op = {is_udp ? core::OpKind::kUdpSend : core::OpKind::kUpstreamSend, i, 0};
+    c.connect_op = {connect_handler, i, 0};
+    c.recv_op = {recv_handler, i, 0};
+    c.send_op = {send_handler, i, 0};
   }
   if (is_udp) {
-    ASSIGN_OR_RETURN(buffers_, core::BufferRing::Create(ring_->raw(), kUdpBufferGroup,
-                                                        kUdpBufferCount, kUdpBufferSize));
+    ASSIGN_OR_RETURN(buffers_, reactor_->AddBufferRing(kUdpBufferCount, kUdpBufferSize));
     for (Channel& c : channels_) {
       c.fd.reset(socket(options_.server.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
       if (!c.fd.is_valid()) {
@@ -113,8 +115,7 @@ absl::Status LoadShard::Init() {
     }
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(buffers_, core::BufferRing::Create(ring_->raw(), kStreamBufferGroup,
-                                                      kStreamBufferCount, kStreamBufferSize));
+  ASSIGN_OR_RETURN(buffers_, reactor_->AddBufferRing(kStreamBufferCount, kStreamBufferSize));
   if (options_.mode == Mode::kDot) {
     ASSIGN_OR_RETURN(tls_, tls::ClientContext::Create({options_.server_name, options_.ca_file}));
   }
@@ -133,10 +134,7 @@ bool LoadShard::Connect(std::string* error) {
   }
   while (ready_channels_ < channels_.size() && now_ns_ < deadline) {
     ReconnectIdle();
-    FlushDirty();
     Wait(10'000'000);
-    ring_->Drain([this](const io_uring_cqe& cqe) { Dispatch(cqe); });
-    now_ns_ = core::MonotonicNanos();
   }
   if (ready_channels_ == 0) {
     *error = result_.first_error.empty()
@@ -149,26 +147,16 @@ bool LoadShard::Connect(std::string* error) {
 }
 
 void LoadShard::Wait(int64_t timeout_ns) {
-  if (timeout_ns <= 0) {
-    ring_->SubmitAndWait(0);
-    return;
-  }
-  __kernel_timespec ts{};
-  ts.tv_sec = timeout_ns / 1'000'000'000;
-  ts.tv_nsec = timeout_ns % 1'000'000'000;
-  io_uring_cqe* cqe = nullptr;
-  io_uring_submit_and_wait_timeout(ring_->raw(), &cqe, 1, &ts, nullptr);
+  // The flush hook (FlushDirty) runs first, then the wait and the completions. A deadline
+  // already passed means no wait at all.
+  reactor_->RunOnceNs(std::max<int64_t>(timeout_ns, 0));
+  now_ns_ = core::MonotonicNanos();
 }
 
 void LoadShard::Run(int64_t start_ns, const std::atomic<bool>& stop) {
-  auto drain = [this] {
-    ring_->Drain([this](const io_uring_cqe& cqe) { Dispatch(cqe); });
-  };
   // Until the common start, keep serving the connections (late TLS tickets and the like).
-  for (now_ns_ = core::MonotonicNanos(); now_ns_ < start_ns; now_ns_ = core::MonotonicNanos()) {
-    FlushDirty();
+  for (now_ns_ = core::MonotonicNanos(); now_ns_ < start_ns;) {
     Wait(start_ns - now_ns_);
-    drain();
   }
   is_sending_ = true;
   const bool is_open_loop = options_.qps > 0;
@@ -177,7 +165,6 @@ void LoadShard::Run(int64_t start_ns, const std::atomic<bool>& stop) {
   double next_send_ns = static_cast<double>(start_ns);
   int64_t send_end_ns = start_ns;
   for (;;) {
-    now_ns_ = core::MonotonicNanos();
     if (is_sending_ && (now_ns_ >= end_ns || result_.sent + result_.not_sent >= options_.count ||
                         stop.load(std::memory_order_relaxed))) {
       is_sending_ = false;
@@ -205,7 +192,6 @@ void LoadShard::Run(int64_t start_ns, const std::atomic<bool>& stop) {
     if (idle_channels_ > 0 && is_sending_) {
       ReconnectIdle();
     }
-    FlushDirty();
     int64_t wait_ns = kMaxWaitNs;
     if (!deadlines_.empty()) {
       wait_ns = std::min(wait_ns, deadlines_.front().at_ns - now_ns_);
@@ -222,41 +208,12 @@ void LoadShard::Run(int64_t start_ns, const std::atomic<bool>& stop) {
       wait_ns = std::min(wait_ns, send_end_ns + options_.timeout_ns - now_ns_);
     }
     Wait(wait_ns);
-    drain();
   }
   // Whatever is still unanswered has timed out by now.
   now_ns_ = INT64_MAX;
   ExpireDeadlines();
   result_.send_ns = send_end_ns - start_ns;
   result_.answer_ns = std::max<int64_t>(result_.answer_ns - start_ns, 0);
-}
-
-void LoadShard::Dispatch(const io_uring_cqe& cqe) {
-  auto* op = reinterpret_cast<core::Operation*>(io_uring_cqe_get_data(&cqe));
-  if (op == nullptr) {
-    return;  // cancel requests
-  }
-  switch (op->kind) {
-    case core::OpKind::kUdpRecv:
-      OnUdpRecv(op->index, cqe);
-      break;
-    case core::OpKind::kUdpSend:
-      // Successful UDP sends post no completion (IOSQE_CQE_SKIP_SUCCESS).
-      ++result_.send_errors;
-      LOG_EVERY_N_SEC(kWarn, 1, "udp send: %s", strerror(-cqe.res));
-      break;
-    case core::OpKind::kUpstreamConnect:
-      OnConnect(op->index, cqe.res);
-      break;
-    case core::OpKind::kUpstreamRecv:
-      OnStreamRecv(op->index, cqe);
-      break;
-    case core::OpKind::kUpstreamSend:
-      OnSendDone(op->index, cqe.res);
-      break;
-    default:
-      break;
-  }
 }
 
 // ---- Queries --------------------------------------------------------------------------------
@@ -295,11 +252,11 @@ bool LoadShard::SendQuery(int64_t start_ns) {
   if (options_.mode == Mode::kUdp) {
     // The slot keeps the bytes until the answer or the timeout, long after the kernel copied
     // them, so the completion of a successful send is not needed.
-    io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
+    io_uring_sqe* sqe = reactor_->GetSqe(&c.send_op);
     io_uring_prep_send(sqe, c.fd.get(), s.query, s.length, MSG_NOSIGNAL);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   } else {
-    std::vector<uint8_t>& dest = options_.mode == Mode::kDot ? c.plain_out : c.out;
+    std::vector<uint8_t>& dest = options_.mode == Mode::kDot ? c.plain_out : c.output.pending();
     const size_t offset = dest.size();
     dest.resize(offset + 2 + s.length);
     dns::WriteLengthPrefix(dest.data() + offset, s.length);
@@ -380,15 +337,13 @@ void LoadShard::ExpireDeadlines() {
 
 void LoadShard::ArmUdpRecv(uint32_t channel) {
   Channel& c = channels_[channel];
-  io_uring_sqe* sqe = ring_->GetSqe(&c.recv_op);
-  io_uring_prep_recv_multishot(sqe, c.fd.get(), nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = kUdpBufferGroup;
+  buffers_->PrepareRecvMultishot(reactor_->GetSqe(&c.recv_op), c.fd.get());
 }
 
-void LoadShard::OnUdpRecv(uint32_t channel, const io_uring_cqe& cqe) {
-  if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER) != 0) {
-    const auto bid = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+void LoadShard::OnUdpRecv(const core::Operation& op, const io_uring_cqe& cqe) {
+  const uint32_t channel = op.index;
+  uint16_t bid = 0;
+  if (cqe.res > 0 && core::BufferRing::BufferOf(cqe, &bid)) {
     OnResponse(channel, buffers_->buffer(bid), static_cast<size_t>(cqe.res));
     buffers_->Recycle(bid);
   } else if (cqe.res < 0 && cqe.res != -ENOBUFS) {
@@ -402,268 +357,10 @@ void LoadShard::OnUdpRecv(uint32_t channel, const io_uring_cqe& cqe) {
   }
 }
 
-// ---- TCP and DoT ----------------------------------------------------------------------------
-
-void LoadShard::ReconnectIdle() {
-  for (Channel& c : channels_) {
-    if (c.state == Channel::State::kIdle && c.reconnect_at_ns <= now_ns_) {
-      --idle_channels_;
-      StartConnect(c.index);
-    }
-  }
-}
-
-void LoadShard::StartConnect(uint32_t channel) {
-  Channel& c = channels_[channel];
-  auto fd = net::CreateTcpClientSocket(options_.server);
-  if (!fd.ok()) {
-    NoteError(std::string(fd.status().message()));
-    ++result_.connect_failures;
-    c.state = Channel::State::kIdle;
-    c.reconnect_at_ns = now_ns_ + kReconnectDelayNs;
-    ++idle_channels_;
-    return;
-  }
-  c.fd = std::move(fd).value();
-  c.state = Channel::State::kConnecting;
-  io_uring_sqe* sqe = ring_->GetSqe(&c.connect_op);
-  io_uring_prep_connect(sqe, c.fd.get(), options_.server.raw(), options_.server.length());
-  c.is_connect_pending = true;
-}
-
-void LoadShard::OnConnect(uint32_t channel, int res) {
-  Channel& c = channels_[channel];
-  c.is_connect_pending = false;
-  if (c.state != Channel::State::kConnecting) {
-    MaybeFinishClose(channel);
-    return;
-  }
-  if (res < 0) {
-    ++result_.connect_failures;
-    NoteError(absl::StrCat("connect ", options_.server.ToString(), ": ", strerror(-res)));
-    c.state = Channel::State::kClosing;
-    MaybeFinishClose(channel);
-    return;
-  }
-  if (options_.mode == Mode::kDot) {
-    c.tls = tls::TlsStream::Create(*tls_, &c.out);
-    if (c.tls == nullptr) {
-      ++result_.connect_failures;
-      NoteError("cannot create a TLS session");
-      c.state = Channel::State::kClosing;
-      MaybeFinishClose(channel);
-      return;
-    }
-    c.state = Channel::State::kHandshaking;
-    ArmStreamRecv(channel);
-    DriveTls(channel);
-    return;
-  }
-  c.state = Channel::State::kReady;
-  ++ready_channels_;
-  ++result_.connects;
-  ArmStreamRecv(channel);
-}
-
-void LoadShard::ArmStreamRecv(uint32_t channel) {
-  Channel& c = channels_[channel];
-  io_uring_sqe* sqe = ring_->GetSqe(&c.recv_op);
-  io_uring_prep_recv_multishot(sqe, c.fd.get(), nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = kStreamBufferGroup;
-  c.is_recv_pending = true;
-}
-
-void LoadShard::OnStreamRecv(uint32_t channel, const io_uring_cqe& cqe) {
-  Channel& c = channels_[channel];
-  if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
-    c.is_recv_pending = false;
-  }
-  const bool is_live =
-      c.state == Channel::State::kReady || c.state == Channel::State::kHandshaking;
-  if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER) != 0) {
-    const auto bid = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-    const uint8_t* data = buffers_->buffer(bid);
-    if (is_live) {
-      if (options_.mode == Mode::kDot) {
-        // TlsStream consumes all input before it reports kWantRead, so the buffer can go back.
-        c.tls->SetInput(data, static_cast<size_t>(cqe.res));
-        DriveTls(channel);
-      } else if (c.reader.Feed(data, static_cast<size_t>(cqe.res),
-                               [this, channel](const uint8_t* msg, size_t len) {
-                                 OnResponse(channel, msg, len);
-                                 return true;
-                               }) == dns::FrameResult::kZeroLength) {
-        ++result_.malformed;
-        CloseChannel(channel, "zero-length frame");
-      }
-    }
-    buffers_->Recycle(bid);
-  } else if (cqe.res == 0) {
-    CloseChannel(channel, "connection closed by the server");
-  } else if (cqe.res < 0 && cqe.res != -ENOBUFS) {
-    CloseChannel(channel, strerror(-cqe.res));
-  }
-  if ((c.state == Channel::State::kReady || c.state == Channel::State::kHandshaking) &&
-      !c.is_recv_pending) {
-    ArmStreamRecv(channel);
-  }
-  MaybeFinishClose(channel);
-}
-
-void LoadShard::DriveTls(uint32_t channel) {
-  Channel& c = channels_[channel];
-  if (c.state == Channel::State::kHandshaking) {
-    const tls::IoResult r = c.tls->Handshake();
-    if (r == tls::IoResult::kWantRead) {
-      MarkDirty(channel);
-      return;
-    }
-    if (r != tls::IoResult::kDone) {
-      ++result_.connect_failures;
-      NoteError(absl::StrCat("TLS ", c.tls->error()));
-      MarkDirty(channel);  // the alert, best effort
-      CloseChannel(channel, "handshake failed");
-      return;
-    }
-    c.state = Channel::State::kReady;
-    ++ready_channels_;
-    ++result_.connects;
-    if (c.tls->session_reused()) {
-      ++result_.resumed;
-    }
-  }
-  for (;;) {
-    size_t n = 0;
-    const tls::IoResult r = c.tls->Read(plaintext_.data(), plaintext_.size(), &n);
-    if (r == tls::IoResult::kWantRead) {
-      break;
-    }
-    if (r != tls::IoResult::kDone) {
-      CloseChannel(channel, r == tls::IoResult::kClosed ? "close_notify from the server"
-                                                        : c.tls->error().c_str());
-      return;
-    }
-    if (c.reader.Feed(plaintext_.data(), n, [this, channel](const uint8_t* msg, size_t len) {
-          OnResponse(channel, msg, len);
-          return true;
-        }) == dns::FrameResult::kZeroLength) {
-      ++result_.malformed;
-      CloseChannel(channel, "zero-length frame");
-      return;
-    }
-  }
-  if (!c.out.empty()) {
-    MarkDirty(channel);  // tickets, KeyUpdate answers
-  }
-}
-
-void LoadShard::MarkDirty(uint32_t channel) {
-  Channel& c = channels_[channel];
-  if (!c.is_dirty) {
-    c.is_dirty = true;
-    dirty_channels_.push_back(channel);
-  }
-}
-
-void LoadShard::FlushDirty() {
-  for (size_t i = 0; i < dirty_channels_.size(); ++i) {
-    const uint32_t channel = dirty_channels_[i];
-    Channel& c = channels_[channel];
-    c.is_dirty = false;
-    if (options_.mode == Mode::kDot && c.state == Channel::State::kReady &&
-        !c.plain_out.empty()) {
-      // One SSL_write per connection per iteration: many queries share TLS records.
-      if (!c.tls->Write(c.plain_out.data(), c.plain_out.size())) {
-        CloseChannel(channel, c.tls->error().c_str());
-      }
-      c.plain_out.clear();
-    }
-    StartSend(channel);
-  }
-  dirty_channels_.clear();
-}
-
-void LoadShard::StartSend(uint32_t channel) {
-  Channel& c = channels_[channel];
-  if (c.is_send_pending || c.out.empty() || !c.fd.is_valid() ||
-      c.state == Channel::State::kIdle) {
-    return;
-  }
-  // One send in flight per socket, or the bytes of two sends could interleave.
-  c.out_inflight.swap(c.out);
-  c.out.clear();
-  c.out_offset = 0;
-  io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
-  io_uring_prep_send(sqe, c.fd.get(), c.out_inflight.data(), c.out_inflight.size(),
-                     MSG_NOSIGNAL);
-  c.is_send_pending = true;
-}
-
-void LoadShard::OnSendDone(uint32_t channel, int res) {
-  Channel& c = channels_[channel];
-  c.is_send_pending = false;
-  if (c.state == Channel::State::kClosing || c.state == Channel::State::kIdle) {
-    MaybeFinishClose(channel);
-    return;
-  }
-  if (res < 0) {
-    ++result_.send_errors;
-    CloseChannel(channel, strerror(-res));
-    MaybeFinishClose(channel);
-    return;
-  }
-  c.out_offset += static_cast<size_t>(res);
-  if (c.out_offset < c.out_inflight.size()) {
-    io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
-    io_uring_prep_send(sqe, c.fd.get(), c.out_inflight.data() + c.out_offset,
-                       c.out_inflight.size() - c.out_offset, MSG_NOSIGNAL);
-    c.is_send_pending = true;
-    return;
-  }
-  if (c.out_inflight.capacity() > kKeepCapacity) {
-    std::vector<uint8_t>().swap(c.out_inflight);
-  }
-  c.out_inflight.clear();
-  StartSend(channel);
-}
-
-void LoadShard::CloseChannel(uint32_t channel, const char* reason) {
-  Channel& c = channels_[channel];
-  if (c.state == Channel::State::kIdle || c.state == Channel::State::kClosing) {
-    return;
-  }
-  if (c.state == Channel::State::kReady) {
-    --ready_channels_;
-    if (is_sending_) {
-      ++result_.closed_by_server;
-      NoteError(absl::StrCat("connection to ", options_.server.ToString(), ": ", reason));
-    }
-  }
-  c.state = Channel::State::kClosing;
-  if (c.is_recv_pending || c.is_send_pending || c.is_connect_pending) {
-    // close() would not end a multishot recv: cancel everything on the fd and wait for the
-    // final completions before the channel is reused. Its queries run into their timeouts.
-    io_uring_sqe* sqe = ring_->GetSqe(nullptr);
-    io_uring_prep_cancel_fd(sqe, c.fd.get(), IORING_ASYNC_CANCEL_ALL);
-  }
-}
-
-void LoadShard::MaybeFinishClose(uint32_t channel) {
-  Channel& c = channels_[channel];
-  if (c.state != Channel::State::kClosing || c.is_recv_pending || c.is_send_pending ||
-      c.is_connect_pending) {
-    return;
-  }
-  c.fd.reset();
-  c.tls.reset();
-  c.reader.Clear();
-  c.plain_out.clear();
-  c.out.clear();
-  c.out_inflight.clear();
-  c.state = Channel::State::kIdle;
-  c.reconnect_at_ns = now_ns_ + kReconnectDelayNs;
-  ++idle_channels_;
+void LoadShard::OnUdpSendFailed(const core::Operation& /*op*/, const io_uring_cqe& cqe) {
+  // Successful UDP sends post no completion (IOSQE_CQE_SKIP_SUCCESS).
+  ++result_.send_errors;
+  LOG_EVERY_N_SEC(kWarn, 1, "udp send: %s", strerror(-cqe.res));
 }
 
 void LoadShard::NoteError(const std::string& error) {

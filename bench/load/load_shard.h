@@ -1,12 +1,12 @@
 // File: bench/load/load_shard.h
 //
-// One dotload thread: its own io_uring, its channels to the server (UDP sockets with a multishot
-// recv over a provided-buffer ring, or pipelining TCP / DoT connections), its table of queries in
-// flight (the DNS ID is the slot index) and its results. Closed loop keeps `inflight` queries
-// outstanding; open loop sends at a fixed rate and measures each latency from the query's
-// *intended* send time, so a stalled server cannot hide its queue (no coordinated omission).
-// Everything here is touched by its own thread only, except `progress`, which the main thread
-// reads (single writer, relaxed atomics).
+// One dotload thread: its own core::Reactor (one io_uring), its channels to the server (UDP
+// sockets with a multishot recv over a provided-buffer ring, or pipelining TCP / DoT connections),
+// its table of queries in flight (the DNS ID is the slot index) and its results. Closed loop keeps
+// `inflight` queries outstanding; open loop sends at a fixed rate and measures each latency from
+// the query's *intended* send time, so a stalled server cannot hide its queue (no coordinated
+// omission). Everything here is touched by its own thread only, except `progress`, which the main
+// thread reads (single writer, relaxed atomics).
 #ifndef DOTPROXY_BENCH_LOAD_LOAD_SHARD_H_
 #define DOTPROXY_BENCH_LOAD_LOAD_SHARD_H_
 
@@ -26,8 +26,9 @@
 #include "bench/load/query_source.h"
 #include "core/buffer_ring.h"
 #include "core/operation.h"
-#include "core/ring.h"
+#include "core/reactor.h"
 #include "dns/tcp_framing.h"
+#include "net/send_queue.h"
 #include "tls/tls_context.h"
 #include "tls/tls_stream.h"
 
@@ -79,7 +80,7 @@ struct LoadResult {
 
 class LoadShard {
  public:
-  // Creates the ring and channels on the calling thread, which must be the one that calls Run.
+  // Creates the reactor and channels on the calling thread, which must be the one that calls Run.
   static absl::StatusOr<std::unique_ptr<LoadShard>> Create(const LoadOptions& options,
                                                            QueryWriter::Options writer,
                                                            uint32_t thread_id);
@@ -108,16 +109,13 @@ class LoadShard {
     core::Operation send_op;
     bool is_connect_pending = false;
     bool is_recv_pending = false;   // the multishot recv has not ended
-    bool is_send_pending = false;
     bool is_dirty = false;          // on the flush list
     uint32_t inflight = 0;
     int64_t reconnect_at_ns = 0;    // kIdle: when to try again
     dns::FrameReader reader;
     std::unique_ptr<tls::TlsStream> tls;
-    std::vector<uint8_t> plain_out;     // DoT: framed queries waiting for the next SSL_write
-    std::vector<uint8_t> out;           // bytes for the next send (TCP: frames; DoT: records)
-    std::vector<uint8_t> out_inflight;  // bytes of the send in flight
-    size_t out_offset = 0;
+    std::vector<uint8_t> plain_out;  // DoT: framed queries waiting for the next SSL_write
+    net::SendQueue output;           // TCP: frames; DoT: records (the TLS BIO appends)
   };
 
   // One query in flight. Its index is the DNS ID, so a thread has at most 65536 in flight.
@@ -141,27 +139,29 @@ class LoadShard {
   LoadShard(const LoadOptions& options, QueryWriter::Options writer, uint32_t thread_id);
   absl::Status Init();
 
+  // One reactor iteration that waits at most timeout_ns (<= 0: not at all); refreshes now_ns_.
   void Wait(int64_t timeout_ns);
-  void Dispatch(const io_uring_cqe& cqe);
   bool SendQuery(int64_t start_ns);
   int32_t PickChannel();
   void OnResponse(uint32_t channel, const uint8_t* msg, size_t len);
   void ReleaseSlot(uint32_t slot);
   void ExpireDeadlines();
   void ReconnectIdle();
-  void FlushDirty();
+  bool FlushDirty();  // reactor flush hook
 
   void ArmUdpRecv(uint32_t channel);
-  void OnUdpRecv(uint32_t channel, const io_uring_cqe& cqe);
+  void OnUdpRecv(const core::Operation& op, const io_uring_cqe& cqe);
+  void OnUdpSendFailed(const core::Operation& op, const io_uring_cqe& cqe);
 
+  // TCP and DoT channels: load_stream.cc.
   void StartConnect(uint32_t channel);
-  void OnConnect(uint32_t channel, int res);
+  void OnConnect(const core::Operation& op, const io_uring_cqe& cqe);
   void ArmStreamRecv(uint32_t channel);
-  void OnStreamRecv(uint32_t channel, const io_uring_cqe& cqe);
+  void OnStreamRecv(const core::Operation& op, const io_uring_cqe& cqe);
   void DriveTls(uint32_t channel);
   void MarkDirty(uint32_t channel);
   void StartSend(uint32_t channel);
-  void OnSendDone(uint32_t channel, int res);
+  void OnSendDone(const core::Operation& op, const io_uring_cqe& cqe);
   void CloseChannel(uint32_t channel, const char* reason);
   void MaybeFinishClose(uint32_t channel);
   void NoteError(const std::string& error);
@@ -169,10 +169,10 @@ class LoadShard {
   const LoadOptions options_;
   const uint32_t thread_id_;
   QueryWriter writer_;
-  std::unique_ptr<core::Ring> ring_;
-  std::unique_ptr<core::BufferRing> buffers_;
+  std::unique_ptr<core::Reactor> reactor_;
+  core::BufferRing* buffers_ = nullptr;  // owned by reactor_
   std::unique_ptr<tls::ClientContext> tls_;
-  int64_t now_ns_ = 0;
+  int64_t now_ns_ = 0;                   // read at the top of every loop iteration
   bool is_sending_ = false;
 
   std::vector<Channel> channels_;

@@ -6,8 +6,6 @@
 //   dotload --server 127.0.0.1:5300 --mode udp --inflight 200 --duration 10s
 //   dotload --mode tcp --connections 10 --qps 2000 --histogram cdf.txt
 //   dotload --mode dot --server 127.0.0.1:8853 --ca ca.pem --server-name dot.test
-#include <pthread.h>
-#include <sys/resource.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +29,7 @@
 #include "absl/time/time.h"
 #include "base/flag_names.h"
 #include "base/log.h"
+#include "base/process.h"
 #include "base/socket_address.h"
 #include "bench/load/load_shard.h"
 #include "bench/load/query_source.h"
@@ -220,17 +219,8 @@ int Main(int argc, char** argv) {
   writer.edns = absl::GetFlag(FLAGS_edns);
   writer.thread_count = threads;
 
-  // Many connections need many descriptors: raise the soft limit to the hard one.
-  if (rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
-  }
   sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  base::PrepareProcess(&signals);
 
   std::vector<std::unique_ptr<LoadShard>> shards(threads);
   std::vector<std::string> errors(threads);

@@ -5,8 +5,6 @@
 //
 //   dotresponder --cert server.pem --key server.key            # UDP+TCP :8053, DoT :8853
 //   dotresponder --udp 127.0.0.1:8053 --tcp "" --dot "" --threads 2 --delay-ms 5 --size 600
-#include <pthread.h>
-#include <sys/resource.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +26,7 @@
 #include "absl/time/time.h"
 #include "base/flag_names.h"
 #include "base/log.h"
+#include "base/process.h"
 #include "base/socket_address.h"
 #include "bench/responder/responder.h"
 
@@ -147,25 +146,15 @@ int Main(int argc, char** argv) {
   options.answer.target_size = absl::GetFlag(FLAGS_size);
   options.answer.ttl = absl::GetFlag(FLAGS_ttl);
 
-  // Many connections need many descriptors: raise the soft limit to the hard one.
-  if (rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
-  }
   // Signals are taken by the main thread only (sigtimedwait); workers inherit the mask.
   sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  base::PrepareProcess(&signals);
 
   // Each responder is created on its own thread (the ring belongs to its creator).
   std::vector<std::unique_ptr<Responder>> responders(threads);
   std::vector<absl::Status> errors(threads);
   std::vector<std::thread> workers;
   std::atomic<uint32_t> ready{0};
-  std::atomic<bool> stop{false};
   for (uint32_t i = 0; i < threads; ++i) {
     workers.emplace_back([&, i] {
       auto r = Responder::Create(options, i);
@@ -178,8 +167,8 @@ int Main(int argc, char** argv) {
       while (ready.load() < threads) {
         std::this_thread::yield();
       }
-      if (responders[i] != nullptr && !stop.load()) {
-        responders[i]->Run(stop);
+      if (responders[i] != nullptr) {
+        responders[i]->Run();
       }
     });
   }
@@ -220,7 +209,12 @@ int Main(int argc, char** argv) {
       }
     }
   }
-  stop.store(true);
+  // Responders are freed only after every thread has been joined.
+  for (const auto& r : responders) {
+    if (r != nullptr) {
+      r->RequestStop();
+    }
+  }
   for (std::thread& t : workers) {
     t.join();
   }

@@ -10,22 +10,18 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/status_macros.h"
-#include "core/clock.h"
 #include "dns/header.h"
 #include "net/sockets.h"
 
 namespace dotproxy::bench {
 namespace {
 
-constexpr uint16_t kUdpBufferGroup = 1;
 constexpr uint32_t kUdpBufferCount = 4096;
 constexpr uint32_t kUdpBufferSize = 2048;   // recvmsg_out + name + any sane query
-constexpr uint16_t kStreamBufferGroup = 2;
 constexpr uint32_t kStreamBufferCount = 1024;
 constexpr uint32_t kStreamBufferSize = 16 * 1024;
 constexpr uint32_t kUdpReplySlots = 16384;  // UDP answers in flight (or delayed) at once
 constexpr size_t kPlaintextChunk = 64 * 1024;
-constexpr size_t kKeepCapacity = 64 * 1024;
 
 void Bump(std::atomic<uint64_t>& counter) {
   counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -53,14 +49,12 @@ absl::StatusOr<base::UniqueFd> CreateUdpServerSocket(const base::SocketAddress& 
 }  // namespace
 
 Responder::Responder(const ResponderOptions& options, uint32_t thread_id)
-    : options_(options), thread_id_(thread_id), timers_(core::MonotonicMillis()) {}
+    : options_(options), thread_id_(thread_id) {}
 
 Responder::~Responder() {
-  // The ring goes first: tearing it down cancels every request, so no buffer, msghdr or
-  // connection the kernel could still write into is freed before it.
-  udp_buffers_.reset();
-  stream_buffers_.reset();
-  ring_.reset();
+  // The reactor goes first: tearing its ring down cancels every request, so no msghdr or
+  // connection the kernel could still read or write is freed before it.
+  reactor_.reset();
 }
 
 absl::StatusOr<std::unique_ptr<Responder>> Responder::Create(const ResponderOptions& options,
@@ -71,16 +65,17 @@ absl::StatusOr<std::unique_ptr<Responder>> Responder::Create(const ResponderOpti
 }
 
 absl::Status Responder::Init() {
-  now_ms_ = core::MonotonicMillis();
-  ASSIGN_OR_RETURN(ring_, core::Ring::Create({}));
+  ASSIGN_OR_RETURN(reactor_, core::Reactor::Create());
+  reactor_->OnFlush<&Responder::FlushDirty>(this);
   plaintext_.resize(kPlaintextChunk);
   scratch_.resize(dns::kMaxMessageSize + 2);
   if (options_.has_udp) {
     ASSIGN_OR_RETURN(udp_fd_, CreateUdpServerSocket(options_.udp_addr));
-    ASSIGN_OR_RETURN(udp_buffers_, core::BufferRing::Create(ring_->raw(), kUdpBufferGroup,
-                                                            kUdpBufferCount, kUdpBufferSize));
+    ASSIGN_OR_RETURN(udp_buffers_, reactor_->AddBufferRing(kUdpBufferCount, kUdpBufferSize));
     udp_recv_template_.msg_namelen = sizeof(sockaddr_in6);
-    udp_recv_op_.kind = core::OpKind::kUdpRecv;
+    udp_recv_op_.handler = reactor_->OnCompletion<&Responder::OnUdpRecv>(this);
+    const core::HandlerId send_handler = reactor_->OnCompletion<&Responder::OnUdpSendDone>(this);
+    const uint32_t timer_kind = reactor_->OnTimer<&Responder::OnUdpReplyDue>(this);
     // Room for the largest answer the padding can produce; a UDP answer never exceeds 65507.
     udp_reply_bytes_ = std::min<size_t>(dns::kMaxUdpPayload,
                                         std::max<size_t>(1024, options_.answer.target_size + 600));
@@ -89,9 +84,9 @@ absl::Status Responder::Init() {
     free_udp_replies_.reserve(kUdpReplySlots);
     for (uint32_t i = kUdpReplySlots; i > 0; --i) {
       UdpReply& r = udp_replies_[i - 1];
-      r.send_op = {core::OpKind::kUdpSend, i - 1, 0};
+      r.send_op = {send_handler, i - 1, 0};
       r.timer.owner = &r;
-      r.timer.kind = kTimerUdpReply;
+      r.timer.kind = timer_kind;
       r.buf = udp_arena_.data() + static_cast<size_t>(i - 1) * udp_reply_bytes_;
       free_udp_replies_.push_back(i - 1);
     }
@@ -99,8 +94,10 @@ absl::Status Responder::Init() {
   }
   if (options_.has_tcp || options_.has_dot) {
     ASSIGN_OR_RETURN(stream_buffers_,
-                     core::BufferRing::Create(ring_->raw(), kStreamBufferGroup,
-                                              kStreamBufferCount, kStreamBufferSize));
+                     reactor_->AddBufferRing(kStreamBufferCount, kStreamBufferSize));
+    conn_recv_handler_ = reactor_->OnCompletion<&Responder::OnRecv>(this);
+    conn_send_handler_ = reactor_->OnCompletion<&Responder::OnSendDone>(this);
+    stream_answer_timer_ = reactor_->OnTimer<&Responder::OnStreamAnswerDue>(this);
   }
   if (options_.has_tcp) {
     ASSIGN_OR_RETURN(listen_fds_[kListenerTcp], net::CreateTcpListener(options_.tcp_addr, 4096));
@@ -109,82 +106,31 @@ absl::Status Responder::Init() {
     ASSIGN_OR_RETURN(tls_, tls::ServerContext::Create({options_.cert_file, options_.key_file}));
     ASSIGN_OR_RETURN(listen_fds_[kListenerDot], net::CreateTcpListener(options_.dot_addr, 4096));
   }
+  const core::HandlerId accept_handler = reactor_->OnCompletion<&Responder::OnAccept>(this);
   for (uint32_t l : {kListenerTcp, kListenerDot}) {
-    accept_ops_[l] = {core::OpKind::kTcpAccept, l, 0};
+    accept_ops_[l] = {accept_handler, l, 0};
     if (listen_fds_[l].is_valid()) {
       ArmAccept(l);
     }
   }
-  LOG(kInfo, "responder thread %u: io_uring %s", thread_id_, ring_->setup_mode());
+  LOG(kInfo, "responder thread %u: io_uring %s", thread_id_, reactor_->ring().setup_mode());
   return absl::OkStatus();
-}
-
-void Responder::Run(const std::atomic<bool>& stop) {
-  while (!stop.load(std::memory_order_relaxed)) {
-    FlushDirty();
-    const int64_t timeout = timers_.NextTimeoutMs(now_ms_, 100);
-    ring_->SubmitAndWait(timeout < 0 ? 100 : timeout);
-    now_ms_ = core::MonotonicMillis();
-    ring_->Drain([this](const io_uring_cqe& cqe) { Dispatch(cqe); });
-    timers_.Advance(now_ms_, [this](core::Timer* timer) { OnTimer(timer); });
-  }
-}
-
-void Responder::Dispatch(const io_uring_cqe& cqe) {
-  auto* op = reinterpret_cast<core::Operation*>(io_uring_cqe_get_data(&cqe));
-  if (op == nullptr) {
-    return;  // cancel requests
-  }
-  switch (op->kind) {
-    case core::OpKind::kUdpRecv:
-      OnUdpRecv(cqe);
-      break;
-    case core::OpKind::kUdpSend:
-      OnUdpSendDone(op->index, cqe.res);
-      break;
-    case core::OpKind::kTcpAccept:
-      OnAccept(op->index, cqe);
-      break;
-    case core::OpKind::kTcpRecv:
-      OnRecv(op->index, cqe);
-      break;
-    case core::OpKind::kTcpSend:
-      OnSendDone(op->index, cqe.res);
-      break;
-    default:
-      break;
-  }
-}
-
-void Responder::OnTimer(core::Timer* timer) {
-  if (timer->kind == kTimerUdpReply) {
-    SendUdp(static_cast<uint32_t>(static_cast<UdpReply*>(timer->owner) - udp_replies_.data()));
-    return;
-  }
-  auto* answer = static_cast<StreamAnswer*>(timer->owner);
-  const Conn& c = *conns_[answer->conn];
-  if (c.state == Conn::State::kOpen && c.generation == answer->generation) {
-    QueueFrame(answer->conn, answer->frame.data(), answer->frame.size());
-  }
-  answer->frame.clear();
-  free_stream_answers_.push_back(answer->index);
 }
 
 // ---- UDP ------------------------------------------------------------------------------------
 
 void Responder::ArmUdpRecv() {
-  io_uring_sqe* sqe = ring_->GetSqe(&udp_recv_op_);
+  io_uring_sqe* sqe = reactor_->GetSqe(&udp_recv_op_);
   io_uring_prep_recvmsg_multishot(sqe, udp_fd_.get(), &udp_recv_template_, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = kUdpBufferGroup;
+  udp_buffers_->Select(sqe);
 }
 
-void Responder::OnUdpRecv(const io_uring_cqe& cqe) {
+void Responder::OnUdpRecv(const core::Operation& /*op*/, const io_uring_cqe& cqe) {
   // The multishot ends on any CQE without F_MORE (ENOBUFS, CQ overflow); datagrams wait in the
   // socket queue meanwhile, so re-arming loses nothing.
   const bool must_rearm = (cqe.flags & IORING_CQE_F_MORE) == 0;
-  if (cqe.res >= 0 && (cqe.flags & IORING_CQE_F_BUFFER) != 0) {
-    const auto bid = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+  uint16_t bid = 0;
+  if (cqe.res >= 0 && core::BufferRing::BufferOf(cqe, &bid)) {
     uint8_t* buf = udp_buffers_->buffer(bid);
     io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buf, cqe.res, &udp_recv_template_);
     if (out == nullptr || (out->flags & MSG_TRUNC) != 0 || out->namelen > sizeof(sockaddr_in6) ||
@@ -211,7 +157,7 @@ void Responder::OnUdpRecv(const io_uring_cqe& cqe) {
         r.msg.msg_iov = &r.iov;
         r.msg.msg_iovlen = 1;
         if (options_.delay_ms > 0) {
-          timers_.Schedule(&r.timer, now_ms_ + options_.delay_ms);
+          reactor_->timers().Schedule(&r.timer, reactor_->now_ms() + options_.delay_ms);
         } else {
           SendUdp(ri);
         }
@@ -226,28 +172,33 @@ void Responder::OnUdpRecv(const io_uring_cqe& cqe) {
   }
 }
 
+void Responder::OnUdpReplyDue(core::Timer* timer) {
+  SendUdp(static_cast<uint32_t>(static_cast<UdpReply*>(timer->owner) - udp_replies_.data()));
+}
+
 void Responder::SendUdp(uint32_t reply) {
   UdpReply& r = udp_replies_[reply];
-  io_uring_sqe* sqe = ring_->GetSqe(&r.send_op);
+  io_uring_sqe* sqe = reactor_->GetSqe(&r.send_op);
   io_uring_prep_sendmsg(sqe, udp_fd_.get(), &r.msg, MSG_NOSIGNAL);
 }
 
-void Responder::OnUdpSendDone(uint32_t reply, int res) {
-  if (res < 0) {
-    LOG_EVERY_N_SEC(kWarn, 1, "udp sendmsg: %s", strerror(-res));
+void Responder::OnUdpSendDone(const core::Operation& op, const io_uring_cqe& cqe) {
+  if (cqe.res < 0) {
+    LOG_EVERY_N_SEC(kWarn, 1, "udp sendmsg: %s", strerror(-cqe.res));
   }
-  free_udp_replies_.push_back(reply);
+  free_udp_replies_.push_back(op.index);
 }
 
 // ---- TCP and DoT ----------------------------------------------------------------------------
 
 void Responder::ArmAccept(uint32_t listener) {
-  io_uring_sqe* sqe = ring_->GetSqe(&accept_ops_[listener]);
+  io_uring_sqe* sqe = reactor_->GetSqe(&accept_ops_[listener]);
   io_uring_prep_multishot_accept(sqe, listen_fds_[listener].get(), nullptr, nullptr,
                                  SOCK_CLOEXEC);
 }
 
-void Responder::OnAccept(uint32_t listener, const io_uring_cqe& cqe) {
+void Responder::OnAccept(const core::Operation& op, const io_uring_cqe& cqe) {
+  const uint32_t listener = op.index;
   if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
     ArmAccept(listener);
   }
@@ -263,17 +214,16 @@ void Responder::OnAccept(uint32_t listener, const io_uring_cqe& cqe) {
   } else {
     index = static_cast<uint32_t>(conns_.size());
     conns_.push_back(std::make_unique<Conn>());
-    conns_[index]->recv_op = {core::OpKind::kTcpRecv, index, 0};
-    conns_[index]->send_op = {core::OpKind::kTcpSend, index, 0};
+    conns_[index]->recv_op = {conn_recv_handler_, index, 0};
+    conns_[index]->send_op = {conn_send_handler_, index, 0};
   }
   Conn& c = *conns_[index];
   c.state = Conn::State::kOpen;
   c.is_dot = listener == kListenerDot;
   c.fd = std::move(fd);
-  c.out_offset = 0;
   Bump(counters_.connections);
   if (c.is_dot) {
-    c.tls = tls::TlsStream::CreateServer(*tls_, &c.out);
+    c.tls = tls::TlsStream::CreateServer(*tls_, &c.output.pending());
     if (c.tls == nullptr) {
       Bump(counters_.handshake_failures);
       CloseConn(index);
@@ -286,21 +236,19 @@ void Responder::OnAccept(uint32_t listener, const io_uring_cqe& cqe) {
 
 void Responder::ArmRecv(uint32_t conn) {
   Conn& c = *conns_[conn];
-  io_uring_sqe* sqe = ring_->GetSqe(&c.recv_op);
-  io_uring_prep_recv_multishot(sqe, c.fd.get(), nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = kStreamBufferGroup;
+  stream_buffers_->PrepareRecvMultishot(reactor_->GetSqe(&c.recv_op), c.fd.get());
   c.is_recv_pending = true;
 }
 
-void Responder::OnRecv(uint32_t conn, const io_uring_cqe& cqe) {
+void Responder::OnRecv(const core::Operation& op, const io_uring_cqe& cqe) {
+  const uint32_t conn = op.index;
   Conn& c = *conns_[conn];
   const bool has_more = (cqe.flags & IORING_CQE_F_MORE) != 0;
   if (!has_more) {
     c.is_recv_pending = false;
   }
-  if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER) != 0) {
-    const auto bid = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+  uint16_t bid = 0;
+  if (cqe.res > 0 && core::BufferRing::BufferOf(cqe, &bid)) {
     const uint8_t* data = stream_buffers_->buffer(bid);
     if (c.state == Conn::State::kOpen) {
       if (c.is_dot) {
@@ -395,20 +343,30 @@ bool Responder::OnFrame(uint32_t conn, const uint8_t* msg, size_t len) {
     ai = static_cast<uint32_t>(stream_answers_.size());
     stream_answers_.push_back(std::make_unique<StreamAnswer>());
     stream_answers_[ai]->timer.owner = stream_answers_[ai].get();
-    stream_answers_[ai]->timer.kind = kTimerStreamAnswer;
+    stream_answers_[ai]->timer.kind = stream_answer_timer_;
     stream_answers_[ai]->index = ai;
   }
   StreamAnswer& a = *stream_answers_[ai];
   a.conn = conn;
   a.generation = c.generation;
   a.frame.assign(scratch_.data(), scratch_.data() + n + 2);
-  timers_.Schedule(&a.timer, now_ms_ + options_.delay_ms);
+  reactor_->timers().Schedule(&a.timer, reactor_->now_ms() + options_.delay_ms);
   return true;
+}
+
+void Responder::OnStreamAnswerDue(core::Timer* timer) {
+  auto* answer = static_cast<StreamAnswer*>(timer->owner);
+  const Conn& c = *conns_[answer->conn];
+  if (c.state == Conn::State::kOpen && c.generation == answer->generation) {
+    QueueFrame(answer->conn, answer->frame.data(), answer->frame.size());
+  }
+  answer->frame.clear();
+  free_stream_answers_.push_back(answer->index);
 }
 
 void Responder::QueueFrame(uint32_t conn, const uint8_t* frame, size_t len) {
   Conn& c = *conns_[conn];
-  std::vector<uint8_t>& dest = c.is_dot ? c.plain_out : c.out;
+  std::vector<uint8_t>& dest = c.is_dot ? c.plain_out : c.output.pending();
   dest.insert(dest.end(), frame, frame + len);
   MarkDirty(conn);
 }
@@ -421,7 +379,10 @@ void Responder::MarkDirty(uint32_t conn) {
   }
 }
 
-void Responder::FlushDirty() {
+bool Responder::FlushDirty() {
+  if (dirty_conns_.empty()) {
+    return false;
+  }
   for (size_t i = 0; i < dirty_conns_.size(); ++i) {
     const uint32_t conn = dirty_conns_[i];
     Conn& c = *conns_[conn];
@@ -436,50 +397,37 @@ void Responder::FlushDirty() {
     StartSend(conn);
   }
   dirty_conns_.clear();
+  return true;
 }
 
 void Responder::StartSend(uint32_t conn) {
   Conn& c = *conns_[conn];
-  if (c.is_send_pending || c.out.empty() || !c.fd.is_valid()) {
-    return;
+  // RFC 7766 §6.2.1.1 allows answers in any order, but the bytes of two sends in flight at once
+  // could interleave: SendQueue keeps one in flight and the rest waits.
+  if (c.fd.is_valid()) {
+    c.output.Start(reactor_->ring(), &c.send_op, c.fd.get());
   }
-  // RFC 7766 §6.2.1.1 allows answers in any order, but bytes of two sends in flight at once
-  // could interleave: one send per socket, the rest waits in `out`.
-  c.out_inflight.swap(c.out);
-  c.out.clear();
-  c.out_offset = 0;
-  io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
-  io_uring_prep_send(sqe, c.fd.get(), c.out_inflight.data(), c.out_inflight.size(),
-                     MSG_NOSIGNAL);
-  c.is_send_pending = true;
 }
 
-void Responder::OnSendDone(uint32_t conn, int res) {
+void Responder::OnSendDone(const core::Operation& op, const io_uring_cqe& cqe) {
+  const uint32_t conn = op.index;
   Conn& c = *conns_[conn];
-  c.is_send_pending = false;
-  if (c.state != Conn::State::kOpen) {
+  const bool is_open = c.state == Conn::State::kOpen;
+  // A closing connection does not resume a short write.
+  const net::SendQueue::Result result = c.output.OnComplete(
+      reactor_->ring(), &c.send_op, c.fd.get(), is_open ? cqe.res : -ECANCELED);
+  if (!is_open) {
     MaybeFreeConn(conn);
     return;
   }
-  if (res < 0) {
+  if (result == net::SendQueue::Result::kFailed) {
     CloseConn(conn);
     MaybeFreeConn(conn);
     return;
   }
-  c.out_offset += static_cast<size_t>(res);
-  if (c.out_offset < c.out_inflight.size()) {
-    // Short write: the rest goes first, before anything queued since.
-    io_uring_sqe* sqe = ring_->GetSqe(&c.send_op);
-    io_uring_prep_send(sqe, c.fd.get(), c.out_inflight.data() + c.out_offset,
-                       c.out_inflight.size() - c.out_offset, MSG_NOSIGNAL);
-    c.is_send_pending = true;
-    return;
+  if (result == net::SendQueue::Result::kDone) {
+    StartSend(conn);
   }
-  if (c.out_inflight.capacity() > kKeepCapacity) {
-    std::vector<uint8_t>().swap(c.out_inflight);
-  }
-  c.out_inflight.clear();
-  StartSend(conn);
 }
 
 void Responder::CloseConn(uint32_t conn) {
@@ -488,25 +436,25 @@ void Responder::CloseConn(uint32_t conn) {
     return;
   }
   c.state = Conn::State::kClosing;
-  if (c.is_recv_pending || c.is_send_pending) {
+  if (c.is_recv_pending || c.output.is_sending()) {
     // close() would not end the multishot recv: cancel everything on the fd, then wait for the
     // final CQEs before the entry is reused.
-    io_uring_sqe* sqe = ring_->GetSqe(nullptr);
+    io_uring_sqe* sqe = reactor_->GetSqe(nullptr);
     io_uring_prep_cancel_fd(sqe, c.fd.get(), IORING_ASYNC_CANCEL_ALL);
   }
 }
 
 void Responder::MaybeFreeConn(uint32_t conn) {
   Conn& c = *conns_[conn];
-  if (c.state != Conn::State::kClosing || c.is_recv_pending || c.is_send_pending) {
+  if (c.state != Conn::State::kClosing || c.is_recv_pending || c.output.is_sending()) {
     return;
   }
   c.fd.reset();
   c.tls.reset();
   c.reader.Clear();
-  std::vector<uint8_t>().swap(c.plain_out);
-  std::vector<uint8_t>().swap(c.out);
-  std::vector<uint8_t>().swap(c.out_inflight);
+  c.plain_out.clear();
+  net::ReleaseIfLarge(c.plain_out);
+  c.output.Clear();
   c.state = Conn::State::kFree;
   ++c.generation;
   free_conns_.push_back(conn);

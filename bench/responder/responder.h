@@ -1,11 +1,12 @@
 // File: bench/responder/responder.h
 //
-// One dotresponder thread: its own io_uring, SO_REUSEPORT UDP socket and TCP/DoT listeners, the
-// client connections it accepted, its timer wheel (for --delay-ms) and its counters. Everything is
-// touched by that thread only, except the counters, which the main thread reads (single writer,
-// relaxed atomics on their own cache lines). Pipelined TCP/DoT queries are answered as soon as
-// they are parsed; all answers produced for a connection in one loop iteration leave in one send
-// (DoT: one SSL_write), at most one send in flight per socket.
+// One dotresponder thread: its own core::Reactor (one io_uring, and the timer wheel for
+// --delay-ms), SO_REUSEPORT UDP socket and TCP/DoT listeners, the client connections it accepted
+// and its counters. Everything is touched by that thread only, except the counters, which the
+// main thread reads (single writer, relaxed atomics on their own cache lines), and
+// RequestStop(). Pipelined TCP/DoT queries are answered as soon as they are parsed; all answers
+// produced for a connection in one loop iteration leave in one send (DoT: one SSL_write), at most
+// one send in flight per socket (net::SendQueue).
 #ifndef DOTPROXY_BENCH_RESPONDER_RESPONDER_H_
 #define DOTPROXY_BENCH_RESPONDER_RESPONDER_H_
 
@@ -27,9 +28,10 @@
 #include "bench/responder/answer.h"
 #include "core/buffer_ring.h"
 #include "core/operation.h"
-#include "core/ring.h"
+#include "core/reactor.h"
 #include "core/timer_wheel.h"
 #include "dns/tcp_framing.h"
+#include "net/send_queue.h"
 #include "tls/server_context.h"
 #include "tls/tls_stream.h"
 
@@ -70,13 +72,14 @@ class Responder {
   Responder(const Responder&) = delete;
   Responder& operator=(const Responder&) = delete;
 
-  // Serves until `stop` becomes true (checked at least every 100 ms).
-  void Run(const std::atomic<bool>& stop);
+  // Serves until RequestStop().
+  void Run() { reactor_->Run(); }
+  // Thread-safe: makes Run() return soon (or at once, if it has not started).
+  void RequestStop() { reactor_->RequestStop(); }
 
   const ResponderCounters& counters() const { return counters_; }
 
  private:
-  enum TimerKind : uint32_t { kTimerUdpReply = 1, kTimerStreamAnswer = 2 };
   enum ListenerIndex : uint32_t { kListenerTcp = 0, kListenerDot = 1 };
 
   // One UDP answer from build to send completion.
@@ -95,7 +98,6 @@ class Responder {
     State state = State::kFree;
     bool is_dot = false;
     bool is_recv_pending = false;    // the multishot recv has not ended
-    bool is_send_pending = false;
     bool is_dirty = false;           // on the flush list
     uint32_t generation = 0;         // advances when the entry is reused
     base::UniqueFd fd;
@@ -103,10 +105,8 @@ class Responder {
     core::Operation send_op;
     dns::FrameReader reader;
     std::unique_ptr<tls::TlsStream> tls;
-    std::vector<uint8_t> plain_out;      // DoT: framed answers waiting for the next SSL_write
-    std::vector<uint8_t> out;            // bytes for the next send (TCP: frames; DoT: records)
-    std::vector<uint8_t> out_inflight;   // bytes of the send in flight
-    size_t out_offset = 0;               // of out_inflight already sent
+    std::vector<uint8_t> plain_out;  // DoT: framed answers waiting for the next SSL_write
+    net::SendQueue output;           // TCP: frames; DoT: records (the TLS BIO appends)
   };
 
   // A TCP/DoT answer held back by --delay-ms.
@@ -121,36 +121,37 @@ class Responder {
   Responder(const ResponderOptions& options, uint32_t thread_id);
   absl::Status Init();
 
-  void Dispatch(const io_uring_cqe& cqe);
-  void OnTimer(core::Timer* timer);
-  void FlushDirty();
+  bool FlushDirty();  // reactor flush hook
 
   void ArmUdpRecv();
-  void OnUdpRecv(const io_uring_cqe& cqe);
+  void OnUdpRecv(const core::Operation& op, const io_uring_cqe& cqe);
+  void OnUdpReplyDue(core::Timer* timer);
   void SendUdp(uint32_t reply);
-  void OnUdpSendDone(uint32_t reply, int res);
+  void OnUdpSendDone(const core::Operation& op, const io_uring_cqe& cqe);
 
   void ArmAccept(uint32_t listener);
-  void OnAccept(uint32_t listener, const io_uring_cqe& cqe);
+  void OnAccept(const core::Operation& op, const io_uring_cqe& cqe);
   void ArmRecv(uint32_t conn);
-  void OnRecv(uint32_t conn, const io_uring_cqe& cqe);
+  void OnRecv(const core::Operation& op, const io_uring_cqe& cqe);
   void DriveTls(uint32_t conn);
   bool OnFrame(uint32_t conn, const uint8_t* msg, size_t len);
+  void OnStreamAnswerDue(core::Timer* timer);
   void QueueFrame(uint32_t conn, const uint8_t* frame, size_t len);
   void MarkDirty(uint32_t conn);
   void StartSend(uint32_t conn);
-  void OnSendDone(uint32_t conn, int res);
+  void OnSendDone(const core::Operation& op, const io_uring_cqe& cqe);
   void CloseConn(uint32_t conn);
   void MaybeFreeConn(uint32_t conn);
 
   const ResponderOptions options_;
   const uint32_t thread_id_;
-  std::unique_ptr<core::Ring> ring_;
-  std::unique_ptr<core::BufferRing> udp_buffers_;
-  std::unique_ptr<core::BufferRing> stream_buffers_;
+  std::unique_ptr<core::Reactor> reactor_;
+  core::BufferRing* udp_buffers_ = nullptr;     // owned by reactor_
+  core::BufferRing* stream_buffers_ = nullptr;  // owned by reactor_
   std::unique_ptr<tls::ServerContext> tls_;
-  core::TimerWheel timers_;
-  int64_t now_ms_ = 0;
+  core::HandlerId conn_recv_handler_ = core::kIgnoreHandler;
+  core::HandlerId conn_send_handler_ = core::kIgnoreHandler;
+  uint32_t stream_answer_timer_ = 0;             // Timer::kind of StreamAnswer timers
 
   base::UniqueFd udp_fd_;
   msghdr udp_recv_template_{};

@@ -42,6 +42,12 @@ class BufferRing {
     io_uring_prep_recv(sqe, fd, nullptr, 0, 0);
     Select(sqe);
   }
+  // Prepares a multishot recv on `fd`: one CQE per arrival, each in a buffer of this ring, until
+  // a CQE without IORING_CQE_F_MORE ends it (kernel 6.0).
+  void PrepareRecvMultishot(io_uring_sqe* sqe, int fd) const {
+    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    Select(sqe);
+  }
   // The buffer a completion carries: true and *buffer_id set, or false when it has none.
   static bool BufferOf(const io_uring_cqe& cqe, uint16_t* buffer_id) {
     *buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);

@@ -111,11 +111,15 @@ void Reactor::Flush() {
   }
 }
 
-void Reactor::RunOnce(int64_t max_wait_ms) {
+void Reactor::RunOnceNs(int64_t max_wait_ns) {
   iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Flush();
-  const int64_t timeout = timers_.NextTimeoutMs(now_ms_, max_wait_ms);
-  ring_->SubmitAndWait(timeout < 0 ? max_wait_ms : timeout);
+  int64_t wait_ns = max_wait_ns;
+  const int64_t timer_ms = timers_.NextTimeoutMs(now_ms_, kMaxWaitMs);
+  if (timer_ms >= 0 && (wait_ns < 0 || timer_ms * 1'000'000 < wait_ns)) {
+    wait_ns = timer_ms * 1'000'000;
+  }
+  ring_->SubmitAndWaitNs(wait_ns);
   now_ns_ = MonotonicNanos();
   now_ms_ = now_ns_ / 1'000'000;
   ring_->Drain([this](const io_uring_cqe& cqe) { Dispatch(cqe); });

@@ -82,7 +82,12 @@ class Reactor {
   void Run();
   // One iteration: flush hooks, submit and wait up to max_wait_ms (or the next timer), dispatch
   // completions and due timers.
-  void RunOnce(int64_t max_wait_ms);
+  void RunOnce(int64_t max_wait_ms) {
+    RunOnceNs(max_wait_ms < 0 ? -1 : max_wait_ms * 1'000'000);
+  }
+  // The same with the wait in nanoseconds (0: do not wait; negative: until a completion or the
+  // next timer), for owners that run their own loop and pace it finer than 1 ms.
+  void RunOnceNs(int64_t max_wait_ns);
   // Thread-safe: asks Run() to return and wakes the loop.
   void RequestStop();
   // Thread-safe: runs `task` on the reactor's thread at the next loop boundary (control plane

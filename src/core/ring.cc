@@ -90,16 +90,16 @@ io_uring_sqe* Ring::GetSqe(Operation* op) {
   return sqe;
 }
 
-bool Ring::SubmitAndWait(int64_t timeout_ms) {
+bool Ring::SubmitAndWaitNs(int64_t timeout_ns) {
   int rc;
-  if (timeout_ms < 0) {
+  if (timeout_ns < 0) {
     rc = io_uring_submit_and_wait(&ring_, 1);
-  } else if (timeout_ms == 0) {
+  } else if (timeout_ns == 0) {
     rc = has_defer_taskrun_ ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
   } else {
     __kernel_timespec ts{};
-    ts.tv_sec = timeout_ms / 1000;
-    ts.tv_nsec = (timeout_ms % 1000) * 1'000'000;
+    ts.tv_sec = timeout_ns / 1'000'000'000;
+    ts.tv_nsec = timeout_ns % 1'000'000'000;
     io_uring_cqe* cqe = nullptr;
     rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   }

@@ -41,7 +41,11 @@ class Ring {
   io_uring_sqe* GetSqe(Operation* op);
   // Submits everything queued and waits up to timeout_ms (-1: forever, 0: do not wait) for at
   // least one completion. Returns false only on an unexpected error (logged).
-  bool SubmitAndWait(int64_t timeout_ms);
+  bool SubmitAndWait(int64_t timeout_ms) {
+    return SubmitAndWaitNs(timeout_ms < 0 ? -1 : timeout_ms * 1'000'000);
+  }
+  // The same with a timeout in nanoseconds, for callers that pace sends finer than 1 ms.
+  bool SubmitAndWaitNs(int64_t timeout_ns);
   // Calls fn(const io_uring_cqe&) for every available completion, in batches.
   template <typename Fn>
   unsigned Drain(Fn&& fn);
