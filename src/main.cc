@@ -30,7 +30,10 @@
 #include "config/load_config.h"
 #include "dotproxy_config.h"
 #include "net/sockets.h"
-#include "reload.h"
+#include "base/fd_limits.h"
+#include "base/privileges.h"
+#include "base/status_macros.h"
+#include "control_loop.h"
 #include "proxy/shard.h"
 
 ABSL_FLAG(std::string, config, "", "path to the YAML configuration (default: $DOTPROXY_CONFIG)");
@@ -55,11 +58,6 @@ constexpr char kUsage[] =
     "  --help              print this text\n"
     "\n"
     "Flags take one or two dashes; --check-config and --check_config are the same flag.\n";
-
-// The control loop wakes this often to check the drain (and, later, metrics and the watchdog).
-constexpr long kControlTickNs = 50'000'000;  // NOLINT(runtime/int): timespec's type
-// How much longer than server.shutdown_grace the shards get (answers going out, close_notify).
-constexpr absl::Duration kDrainSlack = absl::Seconds(2);
 
 std::vector<int> AffinityCpus() {
   cpu_set_t set;
@@ -117,20 +115,38 @@ void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cp
   finished->fetch_add(1, std::memory_order_release);
 }
 
-// SIGHUP: re-read and check the file here; on success every shard switches at a loop boundary,
-// on any error the running configuration stays.
-void Reload(const std::string& path, const std::vector<std::unique_ptr<proxy::Shard>>& shards,
-            std::shared_ptr<const config::Config>* current) {
-  auto next = LoadReloadedConfig(path, **current);
-  if (!next.ok()) {
-    LOG(kError, "reload failed, keeping the running configuration: %s", next.status().message());
-    return;
+// After every shard has bound its sockets: started as root with server.user set, become that
+// user; started as root without it, say so once.
+// PrepareProcess raised RLIMIT_NOFILE to the hard limit; if the shards could still run out of
+// descriptors at full load (which would then look like failing upstreams), say so with the
+// numbers.
+void WarnIfFdsRunShort(const config::Config& config, uint32_t workers) {
+  uint32_t upstream = 0;  // per shard, counting a replacement for each connection still closing
+  for (const config::ServerConfig& sc : config.upstream.servers) {
+    upstream += 2 * std::max<uint32_t>(1, (sc.connection_pool_size + workers - 1) / workers);
   }
-  LOG(kWarn, "reload: %s", DescribeChanges(**current, **next));
-  for (const std::unique_ptr<proxy::Shard>& shard : shards) {
-    shard->Reconfigure(*next);
+  const uint32_t clients = config.listener.tcp.enabled ? config.listener.tcp.max_connections : 0;
+  const auto listeners = static_cast<uint32_t>(config::ListenAddresses(config.listener.udp).size() +
+                                               config::ListenAddresses(config.listener.tcp).size());
+  constexpr uint32_t kPerShardSpares = 16;  // ring, eventfd, closing client connections' slack
+  if (absl::Status budget =
+          base::CheckFdBudget(workers, clients, upstream, listeners + kPerShardSpares);
+      !budget.ok()) {
+    LOG(kWarn, "dotproxy: %s", budget.message());
   }
-  *current = std::move(next).value();
+}
+
+absl::Status MaybeDropPrivileges(const config::Config& config) {
+  if (!base::IsRoot()) {
+    return absl::OkStatus();
+  }
+  if (config.server.user.empty()) {
+    LOG(kWarn, "dotproxy: running as root; set server.user to drop privileges after binding");
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(base::DropPrivileges(config.server.user));
+  LOG(kInfo, "dotproxy: now running as %s", config.server.user);
+  return absl::OkStatus();
 }
 
 int Main(int argc, char** argv) {
@@ -156,6 +172,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   base::SetLogLevel(level);
+  base::ConfigureLogSink();  // journald priorities when stderr is the journal
 
   std::string path = absl::GetFlag(FLAGS_config);
   if (path.empty()) {
@@ -186,9 +203,14 @@ int Main(int argc, char** argv) {
     return 0;
   }
 
-  absl::Status free = net::CheckAddressFree(config.listener.udp.addr, SOCK_DGRAM);
-  if (free.ok() && config.listener.tcp.enabled) {
-    free = net::CheckAddressFree(config.listener.tcp.addr, SOCK_STREAM);
+  absl::Status free = absl::OkStatus();
+  for (const base::SocketAddress& addr : config::ListenAddresses(config.listener.udp)) {
+    free.Update(net::CheckAddressFree(addr, SOCK_DGRAM));
+  }
+  if (config.listener.tcp.enabled) {
+    for (const base::SocketAddress& addr : config::ListenAddresses(config.listener.tcp)) {
+      free.Update(net::CheckAddressFree(addr, SOCK_STREAM));
+    }
   }
   if (!free.ok()) {
     fprintf(stderr, "dotproxy: %s\n", std::string(free.message()).c_str());
@@ -204,6 +226,7 @@ int Main(int argc, char** argv) {
   const std::vector<int> cpus = AffinityCpus();
   const uint32_t workers =
       config.server.workers > 0 ? config.server.workers : static_cast<uint32_t>(cpus.size());
+  WarnIfFdsRunShort(config, workers);
   StartupState startup;
   startup.shards.resize(workers);
   std::vector<std::thread> threads;
@@ -236,43 +259,21 @@ int Main(int argc, char** argv) {
       DOTPROXY_VERSION, workers, config.listener.udp.addr.ToString(),
       config.listener.tcp.enabled ? config.listener.tcp.addr.ToString() : "off",
       config.upstream.servers.size());
-  // The control loop: signals, and the drain's progress.
-  bool is_draining = false;
-  absl::Time give_up;
-  for (;;) {
-    const timespec tick = {0, kControlTickNs};
-    const int signo = sigtimedwait(&signals, nullptr, &tick);
-    if (signo == SIGTERM || signo == SIGINT) {
-      if (is_draining) {
-        LOG(kWarn, "dotproxy: second signal %d (%s): exiting at once", signo, strsignal(signo));
-        fflush(stderr);
-        _exit(1);
-      }
-      is_draining = true;
-      const int64_t grace_ms = absl::ToInt64Milliseconds(current->server.shutdown_grace);
-      LOG(kInfo, "dotproxy: signal %d (%s): draining, up to %ld ms", signo, strsignal(signo),
-          grace_ms);
-      for (const std::unique_ptr<proxy::Shard>& shard : startup.shards) {
-        shard->Drain(grace_ms);
-      }
-      give_up = absl::Now() + absl::Milliseconds(grace_ms) + kDrainSlack;
-    } else if (signo == SIGHUP) {
-      if (!is_draining) {
-        Reload(path, startup.shards, &current);
-      }
-    }
-    if (is_draining && finished.load(std::memory_order_acquire) == workers) {
-      break;
-    }
-    if (is_draining && absl::Now() > give_up) {
-      LOG(kError, "dotproxy: shards did not stop within the shutdown grace; exiting");
-      fflush(stderr);
-      _exit(1);
-    }
+  if (absl::Status dropped = MaybeDropPrivileges(config); !dropped.ok()) {
+    fprintf(stderr, "dotproxy: %s\n", std::string(dropped.message()).c_str());
+    stop_all();
+    return 1;
   }
+  ControlLoopOptions control;
+  control.config_path = path;
+  control.config = initial;
+  control.signals = signals;
+  control.shards = &startup.shards;
+  control.finished = &finished;
+  const int status = RunControlLoop(std::move(control));
   stop_all();
   LOG(kInfo, "dotproxy: stopped");
-  return 0;
+  return status;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,24 @@ bool HasServer(const config::Config& config, const config::ServerConfig& sc) {
   return false;
 }
 
+absl::Status CheckNewAddressesFree(const std::vector<base::SocketAddress>& next,
+                                   const std::vector<base::SocketAddress>& current, int type) {
+  for (const base::SocketAddress& addr : next) {
+    if (std::find(current.begin(), current.end(), addr) == current.end()) {
+      RETURN_IF_ERROR(net::CheckAddressFree(addr, type));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Addresses(const std::vector<base::SocketAddress>& addrs) {
+  std::vector<std::string> text;
+  for (const base::SocketAddress& a : addrs) {
+    text.push_back(a.ToString());
+  }
+  return absl::StrJoin(text, " ");
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const config::Config>> LoadReloadedConfig(
@@ -40,12 +59,16 @@ absl::StatusOr<std::shared_ptr<const config::Config>> LoadReloadedConfig(
           absl::StrCat(path, ": upstream ", sc.addr_text, ": ", tls.status().message()));
     }
   }
-  if (!(next.listener.udp.addr == current.listener.udp.addr)) {
-    RETURN_IF_ERROR(net::CheckAddressFree(next.listener.udp.addr, SOCK_DGRAM));
-  }
-  if (next.listener.tcp.enabled &&
-      (!current.listener.tcp.enabled || !(next.listener.tcp.addr == current.listener.tcp.addr))) {
-    RETURN_IF_ERROR(net::CheckAddressFree(next.listener.tcp.addr, SOCK_STREAM));
+  // An address this process does not serve yet must be free: SO_REUSEPORT would otherwise share
+  // it silently with whatever holds it.
+  RETURN_IF_ERROR(CheckNewAddressesFree(config::ListenAddresses(next.listener.udp),
+                                        config::ListenAddresses(current.listener.udp), SOCK_DGRAM));
+  if (next.listener.tcp.enabled) {
+    RETURN_IF_ERROR(CheckNewAddressesFree(
+        config::ListenAddresses(next.listener.tcp),
+        current.listener.tcp.enabled ? config::ListenAddresses(current.listener.tcp)
+                                     : std::vector<base::SocketAddress>{},
+        SOCK_STREAM));
   }
   if (next.server.workers != current.server.workers) {
     LOG(kWarn, "%s: server.workers changes only with a restart; keeping %u", path,
@@ -78,16 +101,17 @@ std::string DescribeChanges(const config::Config& before, const config::Config& 
   if (!removed.empty()) {
     absl::StrAppend(&line, ", removed ", absl::StrJoin(removed, " "));
   }
-  const bool udp_changed = !(before.listener.udp.addr == after.listener.udp.addr);
-  const bool tcp_changed = before.listener.tcp.enabled != after.listener.tcp.enabled ||
-                           !(before.listener.tcp.addr == after.listener.tcp.addr);
-  absl::StrAppend(&line, "; listeners: ",
-                  !udp_changed && !tcp_changed
-                      ? "unchanged"
-                      : absl::StrCat(udp_changed ? "udp " + after.listener.udp.addr.ToString() : "",
-                                     udp_changed && tcp_changed ? ", " : "",
-                                     tcp_changed ? "tcp " + after.listener.tcp.addr.ToString()
-                                                 : ""));
+  const std::string udp_before = Addresses(config::ListenAddresses(before.listener.udp));
+  const std::string udp_after = Addresses(config::ListenAddresses(after.listener.udp));
+  const std::string tcp_before =
+      before.listener.tcp.enabled ? Addresses(config::ListenAddresses(before.listener.tcp)) : "off";
+  const std::string tcp_after =
+      after.listener.tcp.enabled ? Addresses(config::ListenAddresses(after.listener.tcp)) : "off";
+  if (udp_before == udp_after && tcp_before == tcp_after) {
+    absl::StrAppend(&line, "; listeners: unchanged");
+  } else {
+    absl::StrAppend(&line, "; listeners: udp ", udp_after, ", tcp ", tcp_after);
+  }
   return line;
 }
 

@@ -19,9 +19,27 @@ absl::Status SetIntOption(int fd, int level, int name, int value, const char* wh
   return absl::OkStatus();
 }
 
+// Options every listening socket gets before bind.
+absl::Status PrepareListener(int fd, const base::SocketAddress& addr,
+                             const ListenOptions& options) {
+  if (addr.family() == AF_INET6 && addr.is_wildcard()) {
+    absl::Status status = SetIntOption(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY");
+    if (!status.ok()) {
+      return status;
+    }
+  }
+  if (options.freebind) {
+    return addr.family() == AF_INET6
+               ? SetIntOption(fd, IPPROTO_IPV6, IPV6_FREEBIND, 1, "IPV6_FREEBIND")
+               : SetIntOption(fd, IPPROTO_IP, IP_FREEBIND, 1, "IP_FREEBIND");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<base::UniqueFd> CreateUdpSocket(const base::SocketAddress& addr) {
+absl::StatusOr<base::UniqueFd> CreateUdpSocket(const base::SocketAddress& addr,
+                                               const ListenOptions& options) {
   base::UniqueFd fd(socket(addr.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd.is_valid()) {
     return absl::ErrnoToStatus(errno, "socket(udp)");
@@ -46,13 +64,18 @@ absl::StatusOr<base::UniqueFd> CreateUdpSocket(const base::SocketAddress& addr) 
       return status;
     }
   }
+  status = PrepareListener(fd.get(), addr, options);
+  if (!status.ok()) {
+    return status;
+  }
   if (bind(fd.get(), addr.raw(), addr.length()) != 0) {
     return absl::ErrnoToStatus(errno, absl::StrCat("bind udp ", addr.ToString()));
   }
   return fd;
 }
 
-absl::StatusOr<base::UniqueFd> CreateTcpListener(const base::SocketAddress& addr, int backlog) {
+absl::StatusOr<base::UniqueFd> CreateTcpListener(const base::SocketAddress& addr, int backlog,
+                                                 const ListenOptions& options) {
   base::UniqueFd fd(socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.is_valid()) {
     return absl::ErrnoToStatus(errno, "socket(tcp)");
@@ -63,6 +86,9 @@ absl::StatusOr<base::UniqueFd> CreateTcpListener(const base::SocketAddress& addr
   }
   if (status.ok()) {
     status = SetIntOption(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+  }
+  if (status.ok()) {
+    status = PrepareListener(fd.get(), addr, options);
   }
   if (!status.ok()) {
     return status;

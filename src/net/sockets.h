@@ -12,12 +12,21 @@
 
 namespace dotproxy::net {
 
-// A UDP socket bound to `addr` with SO_REUSEPORT, and IP_PKTINFO / IPV6_RECVPKTINFO so replies
-// can leave from the address each query was sent to. Large buffers for bursts.
-absl::StatusOr<base::UniqueFd> CreateUdpSocket(const base::SocketAddress& addr);
+// How listening sockets are bound.
+struct ListenOptions {
+  bool freebind = false;  // IP_FREEBIND / IPV6_FREEBIND: the address need not be configured yet
+};
 
-// A TCP listener bound to `addr` with SO_REUSEPORT and TCP_NODELAY inherited by accepted sockets.
-absl::StatusOr<base::UniqueFd> CreateTcpListener(const base::SocketAddress& addr, int backlog);
+// A UDP socket bound to `addr` with SO_REUSEPORT, and IP_PKTINFO / IPV6_RECVPKTINFO so replies
+// can leave from the address each query was sent to. Large buffers for bursts. [::] is
+// dual-stack (IPV6_V6ONLY off): IPv4 clients arrive as mapped addresses.
+absl::StatusOr<base::UniqueFd> CreateUdpSocket(const base::SocketAddress& addr,
+                                               const ListenOptions& options = {});
+
+// A TCP listener bound to `addr` with SO_REUSEPORT and TCP_NODELAY inherited by accepted sockets;
+// [::] is dual-stack.
+absl::StatusOr<base::UniqueFd> CreateTcpListener(const base::SocketAddress& addr, int backlog,
+                                                 const ListenOptions& options = {});
 
 // A non-blocking TCP socket for connecting to `remote`, with TCP_NODELAY.
 absl::StatusOr<base::UniqueFd> CreateTcpClientSocket(const base::SocketAddress& remote);

@@ -62,7 +62,20 @@ void Shard::ApplyConfig(const config::Config& next) {
   const config::ListenerConfig previous_listener = config_.listener;
   config_ = next;
   pool_->Reconfigure();
-  (void)previous_listener;
+  // Listeners: a new address that cannot be bound keeps the old set (and says why).
+  if (absl::Status udp = udp_->Reconfigure(); !udp.ok()) {
+    LOG(kError, "shard %u: reload: udp listeners unchanged: %s", shard_id_, udp.message());
+    config_.listener.udp = previous_listener.udp;
+  }
+  if (tcp_ != nullptr) {
+    if (absl::Status tcp = tcp_->Reconfigure(); !tcp.ok()) {
+      LOG(kError, "shard %u: reload: tcp listeners unchanged: %s", shard_id_, tcp.message());
+      config_.listener.tcp = previous_listener.tcp;
+    }
+  } else if (tcp_ == nullptr && config_.listener.tcp.enabled) {
+    LOG(kWarn, "shard %u: reload: enabling the TCP listener needs a restart", shard_id_);
+    config_.listener.tcp = previous_listener.tcp;
+  }
   LOG(kDebug, "shard %u: configuration applied", shard_id_);
 }
 

@@ -9,6 +9,7 @@
 #define DOTPROXY_PROXY_SHARD_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -48,6 +49,8 @@ class Shard {
   void Reconfigure(std::shared_ptr<const config::Config> next) {
     reactor_->Post([this, next = std::move(next)] { ApplyConfig(*next); });
   }
+  // Thread-safe: runs `task` on the shard's thread at a loop boundary (control plane only).
+  void Post(std::function<void()> task) { reactor_->Post(std::move(task)); }
   // Loop iterations so far (read by the control thread for the watchdog).
   uint64_t iterations() const { return reactor_->iterations(); }
 

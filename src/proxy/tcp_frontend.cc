@@ -1,5 +1,6 @@
 #include "proxy/tcp_frontend.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -18,6 +19,7 @@ constexpr uint32_t kBufferSize = 4096;
 // asynchronously), so shedding an idle client can admit a new one at once.
 constexpr uint32_t kClosingSpare = 256;
 constexpr int64_t kAcceptRetryMs = 100;
+constexpr int kListenBacklog = 4096;
 
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
@@ -28,7 +30,6 @@ TcpFrontend::TcpFrontend(core::Reactor& reactor, const config::Config& config, Q
     : reactor_(reactor), config_(config), table_(table), counters_(counters) {}
 
 absl::Status TcpFrontend::Init() {
-  ASSIGN_OR_RETURN(fd_, net::CreateTcpListener(config_.listener.tcp.addr, 4096));
   ASSIGN_OR_RETURN(buffers_, reactor_.AddBufferRing(kBufferCount, kBufferSize));
   const core::HandlerId recv_handler = reactor_.OnCompletion<&TcpFrontend::OnRecv>(this);
   const core::HandlerId send_handler = reactor_.OnCompletion<&TcpFrontend::OnSendDone>(this);
@@ -45,24 +46,84 @@ absl::Status TcpFrontend::Init() {
     free_clients_.push_back(i - 1);
   }
   scratch_.resize(dns::kMaxMessageSize + 2);
-  accept_op_.handler = reactor_.OnCompletion<&TcpFrontend::OnAccept>(this);
-  accept_retry_timer_.owner = this;
-  accept_retry_timer_.kind = reactor_.OnTimer<&TcpFrontend::OnAcceptRetry>(this);
+  accept_handler_ = reactor_.OnCompletion<&TcpFrontend::OnAccept>(this);
+  accept_retry_kind_ = reactor_.OnTimer<&TcpFrontend::OnAcceptRetry>(this);
   reactor_.OnFlush<&TcpFrontend::Flush>(this);
-  ArmAccept();
+  for (const base::SocketAddress& addr : config::ListenAddresses(config_.listener.tcp)) {
+    RETURN_IF_ERROR(OpenListener(addr));
+  }
   return absl::OkStatus();
 }
 
-uint16_t TcpFrontend::port() const { return net::LocalPort(fd_.get()); }
-
-void TcpFrontend::ArmAccept() {
-  io_uring_sqe* sqe = reactor_.GetSqe(&accept_op_);
-  io_uring_prep_multishot_accept(sqe, fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+absl::Status TcpFrontend::OpenListener(const base::SocketAddress& addr) {
+  ASSIGN_OR_RETURN(base::UniqueFd fd, net::CreateTcpListener(
+                                          addr, kListenBacklog,
+                                          {.freebind = config_.listener.freebind}));
+  auto listener = std::make_unique<Listener>();
+  listener->addr = addr;
+  listener->fd = std::move(fd);
+  listener->accept_op = {accept_handler_, static_cast<uint32_t>(listeners_.size()), 0};
+  listener->retry_timer.owner = listener.get();
+  listener->retry_timer.kind = accept_retry_kind_;
+  listeners_.push_back(std::move(listener));
+  ArmAccept(*listeners_.back());
+  return absl::OkStatus();
 }
 
-void TcpFrontend::OnAcceptRetry(core::Timer* /*timer*/) {
-  if (!is_draining_) {
-    ArmAccept();
+absl::Status TcpFrontend::Reconfigure() {
+  const std::vector<base::SocketAddress> wanted =
+      config_.listener.tcp.enabled ? config::ListenAddresses(config_.listener.tcp)
+                                   : std::vector<base::SocketAddress>{};
+  const size_t first_new = listeners_.size();
+  for (const base::SocketAddress& addr : wanted) {
+    const bool is_open = std::any_of(listeners_.begin(), listeners_.end(), [&](const auto& l) {
+      return !l->is_closing && l->addr == addr;
+    });
+    if (is_open) {
+      continue;
+    }
+    if (absl::Status opened = OpenListener(addr); !opened.ok()) {
+      for (size_t i = first_new; i < listeners_.size(); ++i) {
+        CloseListener(*listeners_[i]);  // keep serving what was served
+      }
+      return opened;
+    }
+  }
+  for (size_t i = 0; i < first_new; ++i) {
+    if (std::find(wanted.begin(), wanted.end(), listeners_[i]->addr) == wanted.end()) {
+      CloseListener(*listeners_[i]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void TcpFrontend::CloseListener(Listener& listener) {
+  if (listener.is_closing) {
+    return;
+  }
+  listener.is_closing = true;
+  reactor_.timers().Cancel(&listener.retry_timer);
+  if (listener.is_accept_pending) {
+    io_uring_prep_cancel(reactor_.GetSqe(nullptr), &listener.accept_op, 0);  // closes at its end
+  } else {
+    listener.fd.reset();
+  }
+}
+
+uint16_t TcpFrontend::port() const {
+  return listeners_.empty() ? 0 : net::LocalPort(listeners_.front()->fd.get());
+}
+
+void TcpFrontend::ArmAccept(Listener& listener) {
+  io_uring_sqe* sqe = reactor_.GetSqe(&listener.accept_op);
+  io_uring_prep_multishot_accept(sqe, listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  listener.is_accept_pending = true;
+}
+
+void TcpFrontend::OnAcceptRetry(core::Timer* timer) {
+  Listener& listener = *static_cast<Listener*>(timer->owner);
+  if (!listener.is_closing) {
+    ArmAccept(listener);
   }
 }
 
@@ -71,8 +132,9 @@ void TcpFrontend::Drain() {
     return;
   }
   is_draining_ = true;
-  reactor_.timers().Cancel(&accept_retry_timer_);
-  io_uring_prep_cancel(reactor_.GetSqe(nullptr), &accept_op_, 0);
+  for (const auto& listener : listeners_) {
+    CloseListener(*listener);
+  }
   // Reading stops as if every client had shut down its side: what was read is answered, then
   // the connection closes (at once for idle ones).
   for (uint32_t i = 0; i < clients_.size(); ++i) {
@@ -83,18 +145,25 @@ void TcpFrontend::Drain() {
   }
 }
 
-void TcpFrontend::OnAccept(const core::Operation& /*op*/, const io_uring_cqe& cqe) {
+void TcpFrontend::OnAccept(const core::Operation& op, const io_uring_cqe& cqe) {
+  Listener& listener = *listeners_[op.index];
   const bool must_rearm = (cqe.flags & IORING_CQE_F_MORE) == 0;
+  if (must_rearm) {
+    listener.is_accept_pending = false;
+    if (listener.is_closing) {
+      listener.fd.reset();
+    }
+  }
   if (cqe.res < 0) {
     if (cqe.res == -EMFILE || cqe.res == -ENFILE || cqe.res == -ENOBUFS || cqe.res == -ENOMEM) {
       LOG_EVERY_N_SEC(kWarn, 1, "tcp accept: %s; pausing accepts for 100ms", strerror(-cqe.res));
-      if (must_rearm) {
-        reactor_.timers().Schedule(&accept_retry_timer_, reactor_.now_ms() + kAcceptRetryMs);
+      if (must_rearm && !listener.is_closing) {
+        reactor_.timers().Schedule(&listener.retry_timer, reactor_.now_ms() + kAcceptRetryMs);
       }
       return;
     }
-    if (must_rearm && !is_draining_) {
-      ArmAccept();
+    if (must_rearm && !listener.is_closing) {
+      ArmAccept(listener);
     }
     return;
   }
@@ -102,8 +171,8 @@ void TcpFrontend::OnAccept(const core::Operation& /*op*/, const io_uring_cqe& cq
   if (is_draining_) {
     return;  // accepted just before the cancel: closes here
   }
-  if (must_rearm) {
-    ArmAccept();
+  if (must_rearm && !listener.is_closing) {
+    ArmAccept(listener);
   }
   if (open_clients_ >= config_.listener.tcp.max_connections && !ShedIdleClient()) {
     ++counters_.tcp_refused;

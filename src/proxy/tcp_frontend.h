@@ -9,6 +9,7 @@
 #define DOTPROXY_PROXY_TCP_FRONTEND_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -30,9 +31,13 @@ class TcpFrontend final : public ClientSide {
   TcpFrontend(const TcpFrontend&) = delete;
   TcpFrontend& operator=(const TcpFrontend&) = delete;
 
-  // Binds the listener and starts accepting.
+  // Binds a listener per address and starts accepting.
   absl::Status Init();
+  // The port of the first address (for the start-up log when the config asked for port 0).
   uint16_t port() const;
+  // Reload: binds the addresses that are new and closes the removed listeners (their accepted
+  // connections stay). When a new address cannot be bound, nothing changes.
+  absl::Status Reconfigure();
 
   // Shutdown: stops accepting and reading queries; connections close once their answers are out.
   void Drain();
@@ -62,7 +67,19 @@ class TcpFrontend final : public ClientSide {
     core::Timer timer;            // idle (read_timeout) and write_timeout checks
   };
 
-  void ArmAccept();
+  // One listen address.
+  struct Listener {
+    base::SocketAddress addr;
+    base::UniqueFd fd;
+    bool is_closing = false;          // removed by a reload or draining: closed at its end
+    bool is_accept_pending = false;
+    core::Operation accept_op;        // index: this listener's place in listeners_
+    core::Timer retry_timer;          // accepts paused after EMFILE and the like
+  };
+
+  absl::Status OpenListener(const base::SocketAddress& addr);
+  void CloseListener(Listener& listener);
+  void ArmAccept(Listener& listener);
   void OnAccept(const core::Operation& op, const io_uring_cqe& cqe);
   void OnAcceptRetry(core::Timer* timer);
   bool ShedIdleClient();
@@ -87,10 +104,10 @@ class TcpFrontend final : public ClientSide {
   const config::Config& config_;
   QueryTable& table_;
   metrics::ShardCounters& counters_;
-  base::UniqueFd fd_;
+  std::vector<std::unique_ptr<Listener>> listeners_;  // stable: SQEs and timers point inside
+  core::HandlerId accept_handler_ = core::kIgnoreHandler;
+  uint32_t accept_retry_kind_ = 0;
   core::BufferRing* buffers_ = nullptr;
-  core::Operation accept_op_;
-  core::Timer accept_retry_timer_;
   std::vector<Client> clients_;
   std::vector<uint32_t> free_clients_;
   uint32_t open_clients_ = 0;

@@ -1,5 +1,6 @@
 #include "proxy/udp_frontend.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -30,8 +31,6 @@ UdpFrontend::UdpFrontend(core::Reactor& reactor, const config::Config& config, Q
     : reactor_(reactor), config_(config), table_(table), counters_(counters) {}
 
 absl::Status UdpFrontend::Init() {
-  ASSIGN_OR_RETURN(fd_, net::CreateUdpSocket(config_.listener.udp.addr));
-  is_wildcard_ = config_.listener.udp.addr.is_wildcard();
   ASSIGN_OR_RETURN(buffers_, reactor_.AddBufferRing(kBufferCount, kBufferSize));
   replies_ = std::vector<Reply>(table_.capacity());
   const core::HandlerId send_handler = reactor_.OnCompletion<&UdpFrontend::OnSendDone>(this);
@@ -42,28 +41,92 @@ absl::Status UdpFrontend::Init() {
   // name area up to 8 bytes keeps the cmsghdrs that follow it aligned.
   recv_template_.msg_namelen = kNameSpace;
   recv_template_.msg_controllen = kControlSize;
-  recv_op_.handler = reactor_.OnCompletion<&UdpFrontend::OnRecv>(this);
-  ArmRecv();
+  recv_handler_ = reactor_.OnCompletion<&UdpFrontend::OnRecv>(this);
+  for (const base::SocketAddress& addr : config::ListenAddresses(config_.listener.udp)) {
+    RETURN_IF_ERROR(OpenSocket(addr));
+  }
   return absl::OkStatus();
 }
 
-uint16_t UdpFrontend::port() const { return net::LocalPort(fd_.get()); }
+absl::Status UdpFrontend::OpenSocket(const base::SocketAddress& addr) {
+  ASSIGN_OR_RETURN(base::UniqueFd fd,
+                   net::CreateUdpSocket(addr, {.freebind = config_.listener.freebind}));
+  auto socket = std::make_unique<Socket>();
+  socket->addr = addr;
+  socket->fd = std::move(fd);
+  socket->is_wildcard = addr.is_wildcard();
+  socket->recv_op = {recv_handler_, static_cast<uint32_t>(sockets_.size()), 0};
+  sockets_.push_back(std::move(socket));
+  ArmRecv(*sockets_.back());
+  return absl::OkStatus();
+}
+
+absl::Status UdpFrontend::Reconfigure() {
+  const std::vector<base::SocketAddress> wanted = config::ListenAddresses(config_.listener.udp);
+  auto is_wanted = [&](const base::SocketAddress& addr) {
+    return std::find(wanted.begin(), wanted.end(), addr) != wanted.end();
+  };
+  const size_t first_new = sockets_.size();
+  for (const base::SocketAddress& addr : wanted) {
+    const bool is_open = std::any_of(sockets_.begin(), sockets_.end(), [&](const auto& s) {
+      return !s->is_closing && s->addr == addr;
+    });
+    if (is_open) {
+      continue;
+    }
+    if (absl::Status opened = OpenSocket(addr); !opened.ok()) {
+      // Keep serving what was served: undo the sockets this reload opened.
+      for (size_t i = first_new; i < sockets_.size(); ++i) {
+        CloseSocket(*sockets_[i]);
+      }
+      return opened;
+    }
+  }
+  for (size_t i = 0; i < first_new; ++i) {
+    if (!is_wanted(sockets_[i]->addr)) {
+      CloseSocket(*sockets_[i]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void UdpFrontend::CloseSocket(Socket& socket) {
+  if (socket.is_closing) {
+    return;
+  }
+  socket.is_closing = true;
+  if (socket.is_recv_pending) {
+    io_uring_prep_cancel(reactor_.GetSqe(nullptr), &socket.recv_op, 0);  // fd closes at its end
+  } else {
+    socket.fd.reset();
+  }
+}
+
+uint16_t UdpFrontend::port() const {
+  return sockets_.empty() ? 0 : net::LocalPort(sockets_.front()->fd.get());
+}
 
 void UdpFrontend::StopReading() {
   if (is_stopped_) {
     return;
   }
   is_stopped_ = true;
-  io_uring_prep_cancel(reactor_.GetSqe(nullptr), &recv_op_, 0);
+  for (const auto& socket : sockets_) {
+    if (socket->is_recv_pending) {
+      io_uring_prep_cancel(reactor_.GetSqe(nullptr), &socket->recv_op, 0);
+    }
+  }
 }
 
-void UdpFrontend::ArmRecv() {
-  io_uring_sqe* sqe = reactor_.GetSqe(&recv_op_);
-  io_uring_prep_recvmsg_multishot(sqe, fd_.get(), &recv_template_, 0);
+void UdpFrontend::ArmRecv(Socket& socket) {
+  io_uring_sqe* sqe = reactor_.GetSqe(&socket.recv_op);
+  io_uring_prep_recvmsg_multishot(sqe, socket.fd.get(), &recv_template_, 0);
   buffers_->Select(sqe);
+  socket.is_recv_pending = true;
 }
 
-void UdpFrontend::OnRecv(const core::Operation& /*op*/, const io_uring_cqe& cqe) {
+void UdpFrontend::OnRecv(const core::Operation& op, const io_uring_cqe& cqe) {
+  Socket& socket = *sockets_[op.index];
   // The multishot request ends on any CQE without F_MORE (ENOBUFS, CQ overflow, errors); the
   // datagrams wait in the socket queue, so re-arming loses nothing.
   const bool must_rearm = (cqe.flags & IORING_CQE_F_MORE) == 0;
@@ -74,7 +137,7 @@ void UdpFrontend::OnRecv(const core::Operation& /*op*/, const io_uring_cqe& cqe)
     if (out == nullptr || (out->flags & MSG_TRUNC) != 0 || out->namelen > sizeof(sockaddr_in6)) {
       ++counters_.udp_malformed;
     } else {
-      OnDatagram(out,
+      OnDatagram(op.index, out,
                  static_cast<const uint8_t*>(io_uring_recvmsg_payload(out, &recv_template_)),
                  io_uring_recvmsg_payload_length(out, cqe.res, &recv_template_));
     }
@@ -82,13 +145,19 @@ void UdpFrontend::OnRecv(const core::Operation& /*op*/, const io_uring_cqe& cqe)
   } else if (cqe.res < 0 && cqe.res != -ENOBUFS) {
     LOG_EVERY_N_SEC(kWarn, 1, "udp recvmsg: %s", strerror(-cqe.res));
   }
-  if (must_rearm && !is_stopped_) {
+  if (!must_rearm) {
+    return;
+  }
+  socket.is_recv_pending = false;
+  if (socket.is_closing) {
+    socket.fd.reset();
+  } else if (!is_stopped_) {
     ++counters_.udp_recv_rearms;
-    ArmRecv();
+    ArmRecv(socket);
   }
 }
 
-void UdpFrontend::OnDatagram(io_uring_recvmsg_out* out, const uint8_t* payload,
+void UdpFrontend::OnDatagram(uint32_t socket, io_uring_recvmsg_out* out, const uint8_t* payload,
                              size_t len) {
   dns::QueryInfo info;
   const dns::QueryError err = dns::ParseQuery(payload, len, &info);
@@ -105,10 +174,11 @@ void UdpFrontend::OnDatagram(io_uring_recvmsg_out* out, const uint8_t* payload,
   }
   ++counters_.udp_queries;
   Reply& reply = replies_[si];
+  reply.socket = socket;
   reply.client = base::SocketAddress::FromSockaddr(
       static_cast<const sockaddr*>(io_uring_recvmsg_name(out)), out->namelen);
   reply.pktinfo_family = 0;
-  if (is_wildcard_) {
+  if (sockets_[socket]->is_wildcard) {
     for (cmsghdr* c = io_uring_recvmsg_cmsg_firsthdr(out, &recv_template_); c != nullptr;
          c = io_uring_recvmsg_cmsg_nexthdr(out, &recv_template_, c)) {
       if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
@@ -181,9 +251,14 @@ void UdpFrontend::Send(uint32_t slot_index) {
       memcpy(CMSG_DATA(c), &reply.pktinfo.v6, sizeof(in6_pktinfo));
     }
   }
+  const Socket& socket = *sockets_[reply.socket];
+  if (!socket.fd.is_valid()) {
+    table_.Release(slot_index);  // its address was removed by a reload meanwhile
+    return;
+  }
   reply.send_op.generation = table_.slot(slot_index).generation;
   io_uring_sqe* sqe = reactor_.GetSqe(&reply.send_op);
-  io_uring_prep_sendmsg(sqe, fd_.get(), &reply.msg, MSG_NOSIGNAL);
+  io_uring_prep_sendmsg(sqe, socket.fd.get(), &reply.msg, MSG_NOSIGNAL);
 }
 
 void UdpFrontend::OnSendDone(const core::Operation& op, const io_uring_cqe& cqe) {

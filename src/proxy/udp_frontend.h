@@ -1,7 +1,7 @@
 // File: proxy/udp_frontend.h
 //
-// UdpFrontend is one shard's SO_REUSEPORT UDP socket: a multishot recvmsg over a provided-buffer
-// ring brings queries in (with IP_PKTINFO/IPV6_PKTINFO on wildcard binds), and one sendmsg per
+// UdpFrontend is one shard's SO_REUSEPORT UDP sockets, one per listen address: a multishot recvmsg
+// over a shared provided-buffer ring brings queries in (with IP_PKTINFO/IPV6_PKTINFO on wildcard binds), and one sendmsg per
 // answer sends them back from the address the client asked (RFC 1035 §4.2.1 size limits, TC=1
 // when the answer is larger than the client takes).
 #ifndef DOTPROXY_PROXY_UDP_FRONTEND_H_
@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,9 +33,14 @@ class UdpFrontend final : public ClientSide {
   UdpFrontend(const UdpFrontend&) = delete;
   UdpFrontend& operator=(const UdpFrontend&) = delete;
 
-  // Binds the socket and starts receiving.
+  // Binds a socket per listen address and starts receiving.
   absl::Status Init();
+  // The port of the first address (for the start-up log when the config asked for port 0).
   uint16_t port() const;
+  // Reload: binds the addresses that are new and closes the removed ones. When a new address
+  // cannot be bound (a privileged port after the privilege drop, say), nothing changes and the
+  // error says why.
+  absl::Status Reconfigure();
 
   // Stops taking new queries (shutdown): the receive is cancelled and not re-armed.
   void StopReading();
@@ -43,8 +49,18 @@ class UdpFrontend final : public ClientSide {
   void Deliver(uint32_t slot, const uint8_t* response, size_t len) override;
 
  private:
+  // One listen address.
+  struct Socket {
+    base::SocketAddress addr;
+    base::UniqueFd fd;
+    bool is_wildcard = false;   // reply source must be set from IP_PKTINFO
+    bool is_closing = false;    // removed by a reload or stopped: not re-armed, closed at its end
+    bool is_recv_pending = false;
+    core::Operation recv_op;    // index: this socket's place in sockets_
+  };
   // Where and how to answer the query in the query-table slot of the same index.
   struct Reply {
+    uint32_t socket = 0;         // the socket the query came in on
     base::SocketAddress client;  // the query's source address
     uint8_t pktinfo_family = 0;  // AF_INET / AF_INET6 when the query's destination is known
     union {
@@ -58,10 +74,12 @@ class UdpFrontend final : public ClientSide {
     alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(in6_pktinfo))];
   };
 
-  void ArmRecv();
+  absl::Status OpenSocket(const base::SocketAddress& addr);
+  void CloseSocket(Socket& socket);
+  void ArmRecv(Socket& socket);
   void OnRecv(const core::Operation& op, const io_uring_cqe& cqe);
   // Takes one datagram: checks it, and starts a query or drops it (counted).
-  void OnDatagram(io_uring_recvmsg_out* out, const uint8_t* payload, size_t len);
+  void OnDatagram(uint32_t socket, io_uring_recvmsg_out* out, const uint8_t* payload, size_t len);
   void Send(uint32_t slot);
   void OnSendDone(const core::Operation& op, const io_uring_cqe& cqe);
 
@@ -69,11 +87,10 @@ class UdpFrontend final : public ClientSide {
   const config::Config& config_;
   QueryTable& table_;
   metrics::ShardCounters& counters_;
-  base::UniqueFd fd_;
-  bool is_wildcard_ = false;    // reply source must be set from IP_PKTINFO
+  std::vector<std::unique_ptr<Socket>> sockets_;  // stable addresses: SQEs point at recv_op
+  core::HandlerId recv_handler_ = core::kIgnoreHandler;
   core::BufferRing* buffers_ = nullptr;
   msghdr recv_template_{};      // sizes for the multishot recvmsg
-  core::Operation recv_op_;
   bool is_stopped_ = false;
   std::vector<Reply> replies_;  // one per query-table slot
 };

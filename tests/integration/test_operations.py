@@ -177,5 +177,129 @@ class ReloadTest(harness.ProxyTestCase):
                            "the removed server's connections close with close_notify")
 
 
+class SystemdNotifyTest(harness.ProxyTestCase):
+    def test_ready_reloading_stopping_in_order(self):
+        import socket
+        path = os.path.join(self.tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        self.addCleanup(sock.close)
+        old = os.environ.get("NOTIFY_SOCKET")
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+            p = self.proxy().start()
+        finally:
+            if old is None:
+                del os.environ["NOTIFY_SOCKET"]
+            else:
+                os.environ["NOTIFY_SOCKET"] = old
+        seen = []
+
+        def collect(until, seconds=3.0):
+            deadline = time.monotonic() + scaled(seconds)
+            while time.monotonic() < deadline:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    msg = sock.recv(4096).decode()
+                except socket.timeout:
+                    break
+                seen.extend(x for x in msg.split("\n") if x.split("=")[0] in
+                            ("READY", "RELOADING", "STOPPING"))
+                if until in msg:
+                    return
+
+        try:
+            collect("READY=1")
+            p.send_signal(signal.SIGHUP)
+            collect("RELOADING=1")
+            collect("READY=1")
+            p.send_signal(signal.SIGTERM)
+            collect("STOPPING=1")
+            p.proc.wait(scaled(5))
+        finally:
+            p.stop(check=False)
+        self.assertEqual(seen, ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], p.log_tail())
+        self.assertEqual(p.proc.returncode, 0)
+
+
+class ListenerTest(harness.ProxyTestCase):
+    def _answered(self, host, port, name):
+        q, resp = udp_query(name, host, port, timeout=scaled(2))
+        return dnsclient.answer_problem(resp, name, "A", q.id) is None
+
+    def _tcp_answered(self, host, port, name):
+        q, resp = dnsclient.tcp_query(name, host, port, timeout=scaled(2))
+        return dnsclient.answer_problem(resp, name, "A", q.id) is None
+
+    def test_two_addresses_in_a_list(self):
+        port = dnsclient.free_port("127.0.0.1")
+        cfg = self.make_config()
+        addrs = [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]
+        cfg["listener"]["udp"]["addr"] = addrs
+        cfg["listener"]["tcp"]["addr"] = addrs
+        with self.proxy(cfg, ready="none") as p:
+            time.sleep(scaled(0.5))
+            for host in ("127.0.0.1", "127.0.0.2"):
+                self.assertTrue(self._answered(host, port, f"udp.{host}.list.test."), p.log_tail())
+                self.assertTrue(self._tcp_answered(host, port, f"tcp.{host}.list.test."),
+                                p.log_tail())
+
+    def test_wildcard_port_answers_on_any_local_address_from_that_address(self):
+        port = dnsclient.free_port("127.0.0.1")
+        cfg = self.make_config()
+        cfg["listener"]["udp"]["addr"] = f":{port}"
+        cfg["listener"]["tcp"]["addr"] = f":{port}"
+        with self.proxy(cfg, ready="none") as p:
+            time.sleep(scaled(0.5))
+            # udp_query connects its socket: a reply from another source address would be ignored.
+            self.assertTrue(self._answered("127.0.0.3", port, "v4.wild.test."), p.log_tail())
+            self.assertTrue(self._tcp_answered("127.0.0.3", port, "tcp.wild.test."), p.log_tail())
+            self.assertTrue(self._answered("::1", port, "v6.wild.test."), p.log_tail())
+
+    def test_sighup_moves_the_listener(self):
+        old_port = dnsclient.free_port("127.0.0.1")
+        new_port = dnsclient.free_port("127.0.0.1")
+        cfg = self.make_config()
+        cfg["listener"]["udp"]["addr"] = f"127.0.0.1:{old_port}"
+        cfg["listener"]["tcp"]["addr"] = f"127.0.0.1:{old_port}"
+        with self.proxy(cfg, ready="none") as p:
+            time.sleep(scaled(0.5))
+            self.assertTrue(self._answered("127.0.0.1", old_port, "before.move.test."))
+            cfg["listener"]["udp"]["addr"] = f"127.0.0.1:{new_port}"
+            cfg["listener"]["tcp"]["addr"] = f"127.0.0.1:{new_port}"
+            with open(p.config_path, "w") as f:
+                f.write(to_yaml(cfg))
+            p.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + scaled(3)
+            while time.monotonic() < deadline and "reload: " not in p.log():
+                time.sleep(0.05)
+            time.sleep(scaled(0.2))
+            self.assertTrue(self._answered("127.0.0.1", new_port, "after.move.test."), p.log_tail())
+            self.assertTrue(self._tcp_answered("127.0.0.1", new_port, "tcp.move.test."), p.log_tail())
+            q, resp = udp_query("gone.move.test.", "127.0.0.1", old_port, timeout=scaled(0.5))
+            self.assertIsNone(resp, "the removed address must no longer answer")
+
+
+class PrivilegeDropTest(harness.ProxyTestCase):
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_runs_as_the_configured_user_after_binding(self):
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        cfg = self.make_config()
+        cfg["server"]["user"] = "nobody"
+        os.chmod(self.tmp, 0o755)  # the log and config stay readable to the test
+        with self.proxy(cfg) as p:
+            with open(f"/proc/{p.pid}/status") as f:
+                ids = {k: v.split() for k, v in (line.split(":", 1) for line in f) if k in
+                       ("Uid", "Gid", "Groups")}
+            self.assertEqual({int(x) for x in ids["Uid"]}, {nobody.pw_uid})
+            self.assertEqual({int(x) for x in ids["Gid"]}, {nobody.pw_gid})
+            self.assertTrue(self._answered_after_drop(p))
+
+    def _answered_after_drop(self, p):
+        q, resp = udp_query("after-drop.priv.test.", *p.udp_addr, timeout=scaled(2))
+        return dnsclient.answer_problem(resp, "after-drop.priv.test.", "A", q.id) is None
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -475,10 +475,13 @@ class ProxyProcess:
 
     def _addr(self, kind):
         a = self.config.get("listener", {}).get(kind, {}).get("addr")
+        if isinstance(a, list):
+            a = a[0] if a else None  # a list of addresses: probe the first
         if not a:
             return None
         host, _, port = a.rpartition(":")
-        return host.strip("[]"), int(port)
+        # ":PORT" and "[::]:PORT" serve every local address: probe loopback.
+        return host.strip("[]") if host.strip("[]") not in ("", "::") else "127.0.0.1", int(port)
 
     @property
     def pid(self) -> int:
