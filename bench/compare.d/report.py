@@ -44,7 +44,9 @@ def machine_meta(bins, peer_names, peer_ctx):
         "dnsperf": next((l.replace("Version ", "dnsperf ") for l in
                          _run(["dnsperf", "-h"]).splitlines() if l.startswith("Version")), "?"),
         "gnuplot": _run(["gnuplot", "--version"]),
-        "git": _run(["git", "-C", peer_ctx["repo"], "rev-parse", "--short", "HEAD"]),
+        "git": _run(["git", "-C", peer_ctx["repo"], "rev-parse", "--short", "HEAD"]) +
+               (" + uncommitted changes" if _run(["git", "-C", peer_ctx["repo"], "status",
+                                                  "--porcelain", "--untracked-files=no"]) else ""),
         "peers": {p: peerlib.ALL[p](peer_ctx).version() for p in peer_names},
     }
 
