@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "config/load_config.h"
 #include "dotproxy_config.h"
+#include "metrics/reporter.h"
 #include "net/sockets.h"
 #include "proxy/shard.h"
 
@@ -200,6 +201,17 @@ int Main(int argc, char** argv) {
     stop_all();
     return 1;
   }
+  std::vector<const metrics::ShardCounters*> blocks;
+  for (const std::unique_ptr<proxy::Shard>& shard : startup.shards) {
+    blocks.push_back(&shard->counters());
+  }
+  auto reporter = metrics::Reporter::Create(config, std::move(blocks));
+  if (!reporter.ok()) {
+    fprintf(stderr, "dotproxy: %s\n", std::string(reporter.status().message()).c_str());
+    stop_all();
+    return 1;
+  }
+  (*reporter)->Start();  // its own thread; stopped before the shards (and their blocks) are freed
   LOG(kInfo, "dotproxy %s ready: %u shards, udp %s, tcp %s, %zu upstream servers",
       DOTPROXY_VERSION, workers, config.listener.udp.addr.ToString(),
       config.listener.tcp.enabled ? config.listener.tcp.addr.ToString() : "off",
@@ -207,6 +219,7 @@ int Main(int argc, char** argv) {
   int signo = 0;
   sigwait(&signals, &signo);
   LOG(kInfo, "dotproxy: signal %d, stopping", signo);
+  (*reporter)->Stop();
   stop_all();
   return 0;
 }
