@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -122,6 +123,7 @@ std::vector<std::string> StatsdLines(const Snapshot& prev, const Snapshot& cur,
                                      std::span<const std::string> server_hosts,
                                      const StatsdOptions& options) {
   std::vector<std::string> lines;
+  std::vector<std::string> timings;  // sent after every counter and gauge: they are the bulk
   const std::vector<Tag> base_tags = {{"version", options.version}};
   const auto shard_metrics = ShardMetrics();
   for (size_t m = 0; m < shard_metrics.size(); ++m) {
@@ -145,11 +147,6 @@ std::vector<std::string> StatsdLines(const Snapshot& prev, const Snapshot& cur,
       lines.push_back(
           FormatLine(options.format, metric.statsd, tags, absl::StrCat(cur.shard[m]), "g", 1.0));
     }
-  }
-  const auto histograms = HistogramMetrics();
-  for (size_t m = 0; m < histograms.size(); ++m) {
-    AppendTimings(cur.histograms[m].Minus(prev.histograms[m]), histograms[m].unit,
-                  histograms[m].statsd, base_tags, options, &lines);
   }
   const auto server_metrics = ServerMetrics();
   const auto server_histograms = ServerHistogramMetrics();
@@ -181,7 +178,7 @@ std::vector<std::string> StatsdLines(const Snapshot& prev, const Snapshot& cur,
       const ServerHistogramMetric& metric = server_histograms[m];
       const base::HistogramSnapshot delta =
           cur.ServerHistogram(s, m).Minus(prev.ServerHistogram(s, m));
-      AppendTimings(delta, metric.unit, metric.statsd, server_tags, options, &lines);
+      AppendTimings(delta, metric.unit, metric.statsd, server_tags, options, &timings);
       if (metric.unit == Unit::kMicroseconds && delta.count > 0) {
         for (size_t q = 0; q < std::size(kQuantiles); ++q) {
           lines.push_back(FormatLine(
@@ -191,6 +188,13 @@ std::vector<std::string> StatsdLines(const Snapshot& prev, const Snapshot& cur,
       }
     }
   }
+  const auto histograms = HistogramMetrics();
+  for (size_t m = 0; m < histograms.size(); ++m) {
+    AppendTimings(cur.histograms[m].Minus(prev.histograms[m]), histograms[m].unit,
+                  histograms[m].statsd, base_tags, options, &timings);
+  }
+  lines.insert(lines.end(), std::make_move_iterator(timings.begin()),
+               std::make_move_iterator(timings.end()));
   return lines;
 }
 

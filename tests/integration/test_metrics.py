@@ -34,6 +34,9 @@ class Collector:
         self.stop_flag = threading.Event()
         if kind == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # A flush is a burst of datagrams; a loaded CI machine may not run this thread for a
+            # while (the kernel caps this at net.core.rmem_max).
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
             self.sock.bind(("127.0.0.1", 0))
             self.addr = f"udp://127.0.0.1:{self.sock.getsockname()[1]}"
         elif kind == "unix":

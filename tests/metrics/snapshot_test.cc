@@ -2,7 +2,9 @@
 // values, and the Prometheus families built from the same snapshots.
 #include "metrics/snapshot.h"
 
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -146,6 +148,32 @@ TEST_F(SnapshotTest, PrometheusCountersAreCumulativeAndSkipUnseenRcodes) {
   EXPECT_THAT(text, Not(HasSubstr("rcode=\"NOTZONE\"")));
   EXPECT_THAT(text, HasSubstr("dotproxy_acl_dropped_total 0"));
   EXPECT_THAT(text, HasSubstr("dotproxy_rate_limited_total 0"));
+}
+
+// The README's metric table names every metric, by both names.
+TEST(CatalogTest, ReadmeDocumentsEveryMetric) {
+  std::ifstream file(std::string(DOTPROXY_SOURCE_ROOT) + "/README.md");
+  std::stringstream text;
+  text << file.rdbuf();
+  const std::string readme = text.str();
+  ASSERT_FALSE(readme.empty());
+  auto documented = [&](const char* name) {
+    return name == nullptr || readme.find(std::string("`") + name + "`") != std::string::npos;
+  };
+  for (const ShardMetric& m : ShardMetrics()) {
+    EXPECT_TRUE(documented(m.prometheus)) << m.prometheus;
+    EXPECT_TRUE(documented(m.statsd)) << m.statsd;
+  }
+  for (const ServerMetric& m : ServerMetrics()) {
+    EXPECT_TRUE(documented(m.prometheus)) << m.prometheus;
+    EXPECT_TRUE(documented(m.statsd)) << m.statsd;
+  }
+  for (const HistogramMetric& m : HistogramMetrics()) {
+    EXPECT_TRUE(documented(m.prometheus) && documented(m.statsd)) << m.prometheus;
+  }
+  for (const ServerHistogramMetric& m : ServerHistogramMetrics()) {
+    EXPECT_TRUE(documented(m.prometheus) && documented(m.statsd)) << m.prometheus;
+  }
 }
 
 TEST(CatalogTest, NamesFollowConventions) {
