@@ -24,8 +24,11 @@ using prometheus::MetricFamily;
 
 constexpr double kQuantiles[] = {0.5, 0.9, 0.99};
 
-// Values are stored in microseconds; Prometheus wants base units (seconds).
-double Scale(Unit unit) { return unit == Unit::kMicroseconds ? 1e-6 : 1.0; }
+// Values are stored in microseconds; Prometheus wants base units (seconds). Dividing (rather than
+// multiplying by 1e-6) keeps bucket bounds such as 0.0001 exact in the text.
+double ToBaseUnit(double value, Unit unit) {
+  return unit == Unit::kMicroseconds ? value / 1e6 : value;
+}
 
 class Families {
  public:
@@ -63,10 +66,10 @@ ClientMetric HistogramValue(std::vector<ClientMetric::Label> labels,
   ClientMetric m;
   m.label = std::move(labels);
   m.histogram.sample_count = h.count;
-  m.histogram.sample_sum = static_cast<double>(h.sum) * Scale(unit);
+  m.histogram.sample_sum = ToBaseUnit(static_cast<double>(h.sum), unit);
   for (const uint64_t bound : PrometheusBounds(unit)) {
     m.histogram.bucket.push_back(
-        {h.CountAtOrBelow(bound), static_cast<double>(bound) * Scale(unit)});
+        {h.CountAtOrBelow(bound), ToBaseUnit(static_cast<double>(bound), unit)});
   }
   m.histogram.bucket.push_back({h.count, std::numeric_limits<double>::infinity()});
   return m;
@@ -154,7 +157,8 @@ std::vector<MetricFamily> PrometheusFamilies(const Snapshot& prev, const Snapsho
       for (const double q : kQuantiles) {
         recent.metric.push_back(
             Value({{"upstream", server_names[s]}, {"quantile", absl::StrCat(q)}},
-                  prometheus::MetricType::Gauge, static_cast<double>(delta.Percentile(q)) * 1e-6));
+                  prometheus::MetricType::Gauge,
+                  ToBaseUnit(static_cast<double>(delta.Percentile(q)), Unit::kMicroseconds)));
       }
     }
   }

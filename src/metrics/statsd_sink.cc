@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "config/statsd_addr.h"
@@ -117,7 +118,7 @@ class TcpSink final : public StatsdSink {
     }
   }
 
-  void StartConnect() { IsConnected(0); }
+  void StartConnect() { IsConnected(absl::GetCurrentTimeNanos() / 1'000'000); }
 
  private:
   bool IsConnected(int64_t now_ms) {
