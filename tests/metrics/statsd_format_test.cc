@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/time/clock.h"
 #include "base/unique_fd.h"
 #include "config/statsd_addr.h"
 #include "gmock/gmock.h"
@@ -135,6 +136,47 @@ TEST(StatsdSinkTest, NeverBlocksOnAnAbsentConsumer) {
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
     EXPECT_GT((*sink)->dropped(), 0u) << (*sink)->name();
   }
+}
+
+// TCP: while the server is away payloads are dropped; once it listens, the sink reconnects after
+// its backoff and delivers newline-delimited lines.
+TEST(StatsdSinkTest, TcpReconnectsWithBackoff) {
+  int port = 0;
+  BindLoopbackUdp(&port).reset();
+  auto targets = config::ParseStatsdAddr("tcp://127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(targets.ok());
+  auto sink = StatsdSink::Create((*targets)[0]);
+  ASSERT_TRUE(sink.ok());
+  int64_t now_ms = absl::GetCurrentTimeNanos() / 1000000;  // the clock the reporter uses
+  (*sink)->Send("dotproxy.lost:1|c\n", now_ms);
+  EXPECT_EQ((*sink)->sent(), 0u);
+
+  base::UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int one = 1;
+  setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(listener.get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) != 0) {
+    GTEST_SKIP() << "port " << port << " was taken meanwhile";
+  }
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  // Bounded: the backoff is at most 30 s of the sink's clock, stepped 1 s per send.
+  for (int i = 0; i < 100 && (*sink)->sent() == 0; ++i) {
+    now_ms += 1000;
+    (*sink)->Send("dotproxy.back:1|c\n", now_ms);
+    usleep(10'000);
+  }
+  ASSERT_GT((*sink)->sent(), 0u);
+  base::UniqueFd conn(accept(listener.get(), nullptr, nullptr));
+  ASSERT_TRUE(conn.is_valid());
+  timeval timeout{2, 0};
+  setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  char buffer[256];
+  const ssize_t n = recv(conn.get(), buffer, sizeof(buffer), 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buffer, n).substr(0, 18), "dotproxy.back:1|c\n");
 }
 
 TEST(StatsdSinkTest, UdpDeliversAndFileAppends) {
