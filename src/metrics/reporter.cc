@@ -52,10 +52,13 @@ absl::StatusOr<std::unique_ptr<Reporter>> Reporter::Create(
     }
     reporter->prometheus_ = *std::move(exporter);
   }
-  reporter->previous_ = TakeSnapshot(reporter->shards_, reporter->server_count_, NowNs());
+  // The baseline is zero, not the shards' counts now: queries may already have arrived (the
+  // listeners are up), and the first flush must send them too.
+  reporter->previous_ = TakeSnapshot({}, reporter->server_count_, NowNs());
   if (reporter->prometheus_ != nullptr) {
-    reporter->prometheus_->Update(
-        PrometheusFamilies(reporter->previous_, reporter->previous_, reporter->server_names_));
+    reporter->prometheus_->Update(PrometheusFamilies(
+        reporter->previous_, TakeSnapshot(reporter->shards_, reporter->server_count_, NowNs()),
+        reporter->server_names_));
   }
   return reporter;
 }

@@ -75,6 +75,19 @@ class Collector:
         if conn is not None:
             conn.close()
 
+    def kernel_drops(self) -> int:
+        """Datagrams the kernel dropped for this socket (full receive buffer), from /proc/net."""
+        port = self.sock.getsockname()[1] if self.kind == "udp" else None
+        try:
+            with open("/proc/net/udp") as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if port is not None and int(fields[1].split(":")[1], 16) == port:
+                        return int(fields[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return -1
+
     def lines(self) -> list[str]:
         with self.lock:
             text = b"".join(self.payloads).decode()
@@ -144,7 +157,9 @@ class MetricsTest(harness.ProxyTestCase):
                     prom_value(scrape(prom_port), "dotproxy_forwarded_total") == QUERIES
             self.assertTrue(wait_until(settled, scaled(10)),
                             f"counters did not reach {QUERIES}: statsd "
-                            f"{counter_sum(statsd.lines(), 'event.proxy.process')}")
+                            f"{counter_sum(statsd.lines(), 'event.proxy.process')}, /metrics "
+                            f"{prom_value(scrape(prom_port), 'dotproxy_forwarded_total')}, "
+                            f"{statsd.kernel_drops()} datagrams dropped by the kernel")
             time.sleep(0.6)  # three more flushes: nothing may be counted twice
             lines = statsd.lines()
             text = scrape(prom_port)
