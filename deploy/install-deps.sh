@@ -15,6 +15,8 @@ PACKAGES=(
   build-essential g++ meson ninja-build pkg-config
   # libraries (meson.build finds each one once)
   liburing-dev libssl-dev libyaml-dev libabsl-dev libsystemd-dev
+  # Prometheus exposition (pull module: GET /metrics), found once in meson.build
+  prometheus-cpp-dev
   # unit tests and micro benchmarks (subprojects/*.wrap are fallbacks only, never fetched here)
   libgtest-dev libgmock-dev libbenchmark-dev
   # test PKI (tests/testing/gen_certs.sh) and the system trust store

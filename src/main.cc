@@ -29,6 +29,7 @@
 #include "base/process.h"
 #include "config/load_config.h"
 #include "dotproxy_config.h"
+#include "metrics/reporter.h"
 #include "net/sockets.h"
 #include "base/fd_limits.h"
 #include "base/privileges.h"
@@ -255,12 +256,24 @@ int Main(int argc, char** argv) {
     stop_all();
     return 1;
   }
+  std::vector<const metrics::ShardCounters*> blocks;
+  for (const std::unique_ptr<proxy::Shard>& shard : startup.shards) {
+    blocks.push_back(&shard->counters());
+  }
+  auto reporter = metrics::Reporter::Create(config, std::move(blocks));
+  if (!reporter.ok()) {
+    fprintf(stderr, "dotproxy: %s\n", std::string(reporter.status().message()).c_str());
+    stop_all();
+    return 1;
+  }
+  (*reporter)->Start();  // its own thread; stopped before the shards (and their blocks) are freed
   LOG(kInfo, "dotproxy %s ready: %u shards, udp %s, tcp %s, %zu upstream servers",
       DOTPROXY_VERSION, workers, config.listener.udp.addr.ToString(),
       config.listener.tcp.enabled ? config.listener.tcp.addr.ToString() : "off",
       config.upstream.servers.size());
   if (absl::Status dropped = MaybeDropPrivileges(config); !dropped.ok()) {
     fprintf(stderr, "dotproxy: %s\n", std::string(dropped.message()).c_str());
+    (*reporter)->Stop();
     stop_all();
     return 1;
   }
@@ -271,6 +284,7 @@ int Main(int argc, char** argv) {
   control.shards = &startup.shards;
   control.finished = &finished;
   const int status = RunControlLoop(std::move(control));
+  (*reporter)->Stop();
   stop_all();
   LOG(kInfo, "dotproxy: stopped");
   return status;

@@ -34,14 +34,34 @@ enum class Policy : uint8_t {
   kLeastOutstanding,
 };
 
+enum class StatsdTagFormat : uint8_t { kInflux, kDogStatsd };
+
+// One statsd destination; metrics.statsd.addr lists one or more, comma-separated
+// (config/statsd_addr.h parses them).
+struct StatsdTarget {
+  enum class Kind : uint8_t { kUdp, kTcp, kUnix, kFile };
+  Kind kind = Kind::kUdp;
+  base::SocketAddress addr;  // kUdp, kTcp
+  std::string path;          // kUnix (a datagram socket), kFile (lines appended)
+};
+
 struct StatsdConfig {
-  bool enabled = false;      // true when metrics.statsd is present
-  base::SocketAddress addr;  // from "host:port" or "udp://host:port"
-  double sample_rate = 1.0;  // 0..1; timers are really sampled at this rate
+  bool enabled = false;               // true when metrics.statsd is present
+  std::string addr;                   // as written: udp:// tcp:// unix:// file:// h:p, comma list
+  std::vector<StatsdTarget> targets;  // parsed from addr
+  double sample_rate = 1.0;           // 0..1; individual timings are sampled at this rate
+  StatsdTagFormat tag_format = StatsdTagFormat::kInflux;  // influx: name,k=v:1|c; dogstatsd: |#k:v
+};
+
+struct PrometheusConfig {
+  bool enabled = false;      // true when metrics.prometheus is present
+  base::SocketAddress addr;  // where GET /metrics is served
 };
 
 struct MetricsConfig {
+  absl::Duration flush_interval = absl::Seconds(1);  // shard snapshots -> statsd, Prometheus, log
   StatsdConfig statsd;
+  PrometheusConfig prometheus;
 };
 
 struct ApplicationConfig {

@@ -15,6 +15,7 @@
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "config/schema.h"
+#include "config/statsd_addr.h"
 #include "config/yaml_document.h"
 
 namespace dotproxy::config {
@@ -34,6 +35,7 @@ using schema::Walker;
 constexpr size_t kMaxConfigBytes = 1 << 20;
 constexpr absl::Duration kMaxTimeout = absl::Hours(24);  // sanity cap on every timeout
 constexpr absl::Duration kMaxQueryTimeout = absl::Hours(1);
+constexpr absl::Duration kMaxFlushInterval = absl::Hours(1);
 constexpr int64_t kMaxTcpConnections = 1000000;
 constexpr int64_t kMaxInflightPerClientConnection = 65535;
 constexpr absl::Duration kMaxShutdownGrace = absl::Minutes(10);
@@ -48,6 +50,11 @@ constexpr schema::EnumName<Policy> kPolicies[] = {
     {"Availability", Policy::kAvailability},
     {"Failover", Policy::kFailover},
     {"LeastOutstanding", Policy::kLeastOutstanding},
+};
+
+constexpr schema::EnumName<StatsdTagFormat> kTagFormats[] = {
+    {"influx", StatsdTagFormat::kInflux},
+    {"dogstatsd", StatsdTagFormat::kDogStatsd},
 };
 
 // The seed README's spelling of upstream.load_balancing_policy; accepted with a warning.
@@ -69,6 +76,21 @@ absl::Status ZeroRateMeansAll(Walker& /*walker*/, const YamlNode& /*node*/,
   if (rate == 0.0) {
     rate = 1.0;
   }
+  return absl::OkStatus();
+}
+
+// Every form the Go original took: udp:// tcp:// unix:// file://, a comma list, or a bare h:p.
+absl::Status ParseStatsdTargets(Walker& walker, const YamlNode& node, const std::string& path,
+                                StatsdConfig& statsd) {
+  if (!node.is_scalar() || node.is_null()) {
+    return walker.Error(node.mark(), path, "expected an address like \"udp://a.b.c.d:port\"");
+  }
+  absl::StatusOr<std::vector<StatsdTarget>> targets = ParseStatsdAddr(node.scalar());
+  if (!targets.ok()) {
+    return walker.Error(node.mark(), path, targets.status().message());
+  }
+  statsd.addr = node.scalar();
+  statsd.targets = *std::move(targets);
   return absl::OkStatus();
 }
 
@@ -159,13 +181,22 @@ constexpr Key kApplicationKeys[] = {
 constexpr Section kApplication = SectionOf<ApplicationConfig>(kApplicationKeys);
 
 constexpr Key kStatsdKeys[] = {
-    Address<&StatsdConfig::addr>("addr", AddressKind::kStatsd).Required(),
+    Custom<&ParseStatsdTargets>("addr").Required(),
     Number<&StatsdConfig::sample_rate, &ZeroRateMeansAll>("sample_rate", 0.0, 1.0),
+    Enum<&StatsdConfig::tag_format, kTagFormats>("tag_format", "tag format"),
 };
 constexpr Section kStatsd = SectionOf<StatsdConfig, &StatsdConfig::enabled>(kStatsdKeys);
 
+constexpr Key kPrometheusKeys[] = {
+    Address<&PrometheusConfig::addr>("addr", AddressKind::kListener).Required(),
+};
+constexpr Section kPrometheus =
+    SectionOf<PrometheusConfig, &PrometheusConfig::enabled>(kPrometheusKeys);
+
 constexpr Key kMetricsKeys[] = {
+    PositiveDuration<&MetricsConfig::flush_interval>("flush_interval", kMaxFlushInterval),
     Nested<&MetricsConfig::statsd>("statsd", kStatsd),
+    Nested<&MetricsConfig::prometheus>("prometheus", kPrometheus),
 };
 constexpr Section kMetrics = SectionOf<MetricsConfig>(kMetricsKeys);
 
@@ -268,9 +299,15 @@ absl::Status ValidateImpl(const Config& config, absl::string_view filename,
       return error("listener.tcp.addr", "must be set to a.b.c.d:port or [ipv6]:port");
     }
   }
-  if (config.metrics.statsd.enabled &&
-      (!config.metrics.statsd.addr.is_valid() || config.metrics.statsd.addr.port() == 0)) {
+  if (config.metrics.statsd.enabled && config.metrics.statsd.targets.empty()) {
     return error("metrics.statsd.addr", "must be set when metrics.statsd is present");
+  }
+  if (config.metrics.prometheus.enabled &&
+      (!config.metrics.prometheus.addr.is_valid() || config.metrics.prometheus.addr.port() == 0)) {
+    return error("metrics.prometheus.addr", "must be set when metrics.prometheus is present");
+  }
+  if (config.metrics.flush_interval <= absl::ZeroDuration()) {
+    return error("metrics.flush_interval", "must be greater than 0s");
   }
   if (config.metrics.statsd.enabled &&
       !(config.metrics.statsd.sample_rate > 0.0 && config.metrics.statsd.sample_rate <= 1.0)) {

@@ -117,27 +117,6 @@ absl::StatusOr<base::SocketAddress> ParseNumericAddress(const Walker& walker, co
   return addr;
 }
 
-absl::StatusOr<base::SocketAddress> ReadStatsdAddress(const Walker& walker, const YamlNode& node,
-                                                      absl::string_view path) {
-  ASSIGN_OR_RETURN(const std::string* text,
-                   ScalarText(walker, node, path, "an address like \"udp://a.b.c.d:port\""));
-  absl::string_view rest = *text;
-  const size_t scheme_end = rest.find("://");
-  if (scheme_end != absl::string_view::npos) {
-    const absl::string_view scheme = rest.substr(0, scheme_end);
-    if (!absl::EqualsIgnoreCase(scheme, "udp")) {
-      return walker.Error(node.mark(), path,
-                          absl::StrCat("scheme ", Quote(scheme),
-                                       " is not supported; use udp://host:port or host:port"));
-    }
-    rest.remove_prefix(scheme_end + 3);
-  }
-  if (rest.find(',') != absl::string_view::npos) {
-    return walker.Error(node.mark(), path, "only one statsd address is supported");
-  }
-  return ParseNumericAddress(walker, node, path, rest, "statsd");
-}
-
 }  // namespace
 
 std::string ChildPath(absl::string_view parent, absl::string_view key) {
@@ -368,8 +347,6 @@ absl::StatusOr<base::SocketAddress> ReadAddress(Walker& walker, const Key& key,
                        ScalarText(walker, node, path, "an address like \"a.b.c.d:port\""));
       return ParseNumericAddress(walker, node, path, *text, "listener");
     }
-    case AddressKind::kStatsd:
-      return ReadStatsdAddress(walker, node, path);
   }
   return walker.Error(node.mark(), path, "unknown address kind");
 }

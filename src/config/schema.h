@@ -53,8 +53,9 @@ struct Section;
 using ParseFn = absl::Status (*)(Walker& walker, const Key& key, const YamlNode& node,
                                  const std::string& path, void* object);
 
-// Listener addresses are numeric; statsd ones may also carry a "udp://" scheme.
-enum class AddressKind : uint8_t { kListener, kStatsd };
+// Listener (and Prometheus) addresses are numeric. metrics.statsd.addr has its own parser
+// (config/statsd_addr.h).
+enum class AddressKind : uint8_t { kListener };
 
 // One accepted key. Made by the factories below, which fill `parse` and the limits of its type.
 struct Key {
@@ -181,7 +182,7 @@ absl::StatusOr<bool> ReadBool(Walker& walker, const Key& key, const YamlNode& no
 // A Go-style duration ("250ms", "1m30s") in [0, max], or (0, max] when !key.allow_zero.
 absl::StatusOr<absl::Duration> ReadDuration(Walker& walker, const Key& key, const YamlNode& node,
                                             const std::string& path);
-// "a.b.c.d:port" or "[v6]:port" with port 1..65535 (statsd: optionally "udp://" first).
+// "a.b.c.d:port" or "[v6]:port" with port 1..65535.
 absl::StatusOr<base::SocketAddress> ReadAddress(Walker& walker, const Key& key,
                                                 const YamlNode& node, const std::string& path);
 // A listener address or a non-empty YAML list of them, in file order. ":port" means "[::]:port"

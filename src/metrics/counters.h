@@ -1,37 +1,55 @@
 // File: metrics/counters.h
 //
-// Per-shard counters: plain fields written only by the shard's thread (no atomics, no locks).
-// The frontends and the query table count here; the upstream connection pool counts into the
-// embedded upstream::UpstreamCounters. Until the periodic snapshot lands (the metrics issue)
-// they are logged when the shard stops.
+// Per-shard counters: one cache-line-aligned block per shard, written only by the shard's thread
+// (base::Counter: a relaxed load and store, no locked instruction, no allocation) and read by the
+// metrics::Reporter thread, which snapshots every shard each metrics.flush_interval. The
+// frontends and the query table count here; the upstream connection pool counts into the
+// embedded upstream::UpstreamCounters (and its per-server blocks).
 #ifndef DOTPROXY_METRICS_COUNTERS_H_
 #define DOTPROXY_METRICS_COUNTERS_H_
 
 #include <cstdint>
 
+#include "absl/base/optimization.h"
+#include "base/counter.h"
+#include "base/histogram.h"
 #include "upstream/counters.h"
 
 namespace dotproxy::metrics {
 
-struct ShardCounters {
-  uint64_t udp_queries = 0;
-  uint64_t tcp_queries = 0;
-  uint64_t udp_malformed = 0;          // dropped: short, QR=1, bad question
-  uint64_t udp_dropped_no_slot = 0;    // query table full
-  uint64_t udp_recv_rearms = 0;        // multishot recvmsg ended and was re-armed
-  uint64_t tcp_malformed = 0;          // connections closed for a bad frame or message
-  uint64_t tcp_accepted = 0;
-  uint64_t tcp_shed = 0;               // idle connections closed to admit new ones
-  uint64_t tcp_refused = 0;            // accepted and closed at once: table full, none idle
-  uint64_t tcp_idle_closed = 0;
-  uint64_t responses = 0;              // answers delivered to clients
-  uint64_t truncated = 0;              // UDP answers sent as TC=1
-  uint64_t servfail_timeout = 0;
-  uint64_t servfail_no_upstream = 0;
-  uint64_t servfail_retries = 0;       // connection lost, retries exhausted
-  uint64_t servfail_shutdown = 0;      // still unanswered when the shutdown grace ran out
-  uint64_t client_gone = 0;            // TCP client closed before its answer
-  uint64_t upstream_retries = 0;       // queries re-sent on another connection
+using base::Counter;
+using base::Gauge;
+
+inline constexpr int kMaxAttemptOrdinal = 3;  // answers_by_attempt: 1st, 2nd, 3rd or later
+
+struct ABSL_CACHELINE_ALIGNED ShardCounters {
+  Counter udp_queries;
+  Counter tcp_queries;
+  Counter udp_malformed;        // dropped: short, QR=1, bad question
+  Counter udp_dropped_no_slot;  // query table full
+  Counter udp_recv_rearms;      // multishot recvmsg ended and was re-armed
+  Counter tcp_malformed;        // connections closed for a bad frame or message
+  Counter tcp_accepted;
+  Counter tcp_shed;     // idle connections closed to admit new ones
+  Counter tcp_refused;  // accepted and closed at once: table full, none idle
+  Counter tcp_idle_closed;
+  Counter responses;  // answers delivered to clients
+  Counter truncated;  // UDP answers sent as TC=1
+  Counter servfail_timeout;
+  Counter servfail_no_upstream;
+  Counter servfail_retries;  // connection lost, retries exhausted
+  Counter servfail_shutdown; // still unanswered when the shutdown grace ran out
+  Counter client_gone;       // TCP client closed before its answer
+  Counter upstream_retries;  // queries re-sent on another connection
+  Counter hedged_retries;    // of which: a second copy after read_timeout (not a lost conn)
+  Counter acl_dropped;       // refused by the client ACL (none yet: always 0)
+  Counter rate_limited;      // dropped by the rate limiter (none yet: always 0)
+  Counter rcodes[16];        // delivered answers (SERVFAILs we made included) by RCODE
+  Counter answers_by_attempt[kMaxAttemptOrdinal];  // upstream answers by the attempt that won
+  Gauge slots_in_use;                              // query table occupancy
+  base::Histogram rtt_us;          // client query in -> answer out (answered queries)
+  base::Histogram request_bytes;   // client query size
+  base::Histogram response_bytes;  // answer size before any truncation
   upstream::UpstreamCounters upstream;
 };
 

@@ -49,6 +49,8 @@ int32_t QueryTable::Acquire(ClientSide* client) {
   slot.is_queued = false;
   slot.last_server = -1;
   slot.deadline_ms = reactor_.now_ms() + Millis(config_.upstream.query_timeout);
+  slot.arrival_ns = reactor_.now_ns();
+  counters_.slots_in_use.Set(slots_.size() - free_slots_.size());
   return static_cast<int32_t>(index);
 }
 
@@ -61,6 +63,7 @@ void QueryTable::Release(uint32_t index) {
   ++slot.generation;
   net::ReleaseIfLarge(slot.query);
   free_slots_.push_back(index);
+  counters_.slots_in_use.Set(slots_.size() - free_slots_.size());
 }
 
 void QueryTable::FailAllWaiting() {
@@ -122,6 +125,7 @@ void QueryTable::DetachFromUpstream(uint32_t index) {
 
 void QueryTable::Complete(uint32_t index, const uint8_t* response, size_t len) {
   ++counters_.responses;
+  counters_.rtt_us.Record((reactor_.now_ns() - slots_[index].arrival_ns) / 1000);
   Deliver(index, response, len);
 }
 
@@ -138,6 +142,8 @@ void QueryTable::Deliver(uint32_t index, const uint8_t* response, size_t len) {
   reactor_.timers().Cancel(&slot.timer);
   DetachFromUpstream(index);
   slot.state = Slot::State::kReplying;
+  ++counters_.rcodes[len > 3 ? response[3] & 0x0F : 0];
+  counters_.response_bytes.Record(len);
   slot.client->Deliver(index, response, len);
 }
 
@@ -171,6 +177,8 @@ void QueryTable::OnTimer(core::Timer* timer) {
     }
     if (may_retry) {
       ++counters_.upstream_retries;
+      ++counters_.hedged_retries;
+      ++counters_.upstream.server(slot.last_server).retries;
       if (verdict != upstream::ConnectionPool::TimeoutVerdict::kRecycled) {
         Forward(index, slot.last_server);
       }
@@ -200,6 +208,8 @@ bool QueryTable::OnResponse(uint32_t index, uint32_t conn, uint16_t id, const ui
     return false;
   }
   *sent_ns = slot.attempt_sent_ns[attempt];
+  ++counters_.answers_by_attempt[std::min(slot.attempts - slot.live + attempt,
+                                          metrics::kMaxAttemptOrdinal - 1)];
   Complete(index, msg, len);
   return true;
 }
@@ -222,6 +232,7 @@ void QueryTable::OnLostAttemptsDone(uint32_t index) {
   if (slot.attempts <= config_.upstream.max_connection_retries &&
       reactor_.now_ms() < slot.deadline_ms) {
     ++counters_.upstream_retries;
+    ++counters_.upstream.server(slot.last_server).retries;
     Forward(index, slot.last_server);
   } else {
     ++counters_.servfail_retries;

@@ -58,6 +58,7 @@ class QueryTable final : public upstream::QueryOwner {
     int64_t attempt_sent_ns[kMaxLiveAttempts] = {};  // for the server's latency EWMA
     int32_t last_server = -1;   // server of the latest attempt
     int64_t deadline_ms = 0;
+    int64_t arrival_ns = 0;     // for the round-trip histogram
     dns::QueryInfo info;
     std::vector<uint8_t> query;  // the client's message (client ID in bytes 0-1)
     core::Timer timer;
@@ -73,7 +74,10 @@ class QueryTable final : public upstream::QueryOwner {
   // A free slot for a query of `client`, its deadline set; -1 when the table is full.
   int32_t Acquire(ClientSide* client);
   // Forwards the query the frontend filled in.
-  void Start(uint32_t slot) { Forward(slot, -1); }
+  void Start(uint32_t slot) {
+    counters_.request_bytes.Record(slots_[slot].query.size());
+    Forward(slot, -1);
+  }
   // Frees a slot after its answer was delivered.
   void Release(uint32_t slot);
   // Slots taken: queries waiting for an answer or whose answer is still being sent.

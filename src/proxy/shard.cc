@@ -143,10 +143,13 @@ void Shard::LogCounters() const {
       "no upstream %lu, retries %lu) malformed(udp %lu, tcp %lu) upstream(connects %lu, full "
       "%lu, resumed %lu, failures %lu, lost %lu, stale %lu, retries %lu, unknown id %lu, "
       "mismatch %lu)",
-      shard_id_, c.udp_queries, c.tcp_queries, c.responses, c.truncated, c.servfail_timeout,
-      c.servfail_no_upstream, c.servfail_retries, c.udp_malformed, c.tcp_malformed, u.connects,
-      u.handshakes_full, u.handshakes_resumed, u.connect_failures + u.handshake_failures,
-      u.closed, u.stale_closed, c.upstream_retries, u.unknown_id, u.mismatch);
+      shard_id_, c.udp_queries.value(), c.tcp_queries.value(), c.responses.value(),
+      c.truncated.value(), c.servfail_timeout.value(), c.servfail_no_upstream.value(),
+      c.servfail_retries.value(), c.udp_malformed.value(), c.tcp_malformed.value(),
+      u.connects.value(), u.handshakes_full.value(), u.handshakes_resumed.value(),
+      u.connect_failures.value() + u.handshake_failures.value(), u.closed.value(),
+      u.stale_closed.value(), c.upstream_retries.value(), u.unknown_id.value(),
+      u.mismatch.value());
 }
 
 }  // namespace dotproxy::proxy

@@ -89,6 +89,7 @@ class Connection {
   // Bookkeeping the pool reads for its decisions.
   int64_t last_used_ms = 0;           // last query sent or response received
   int64_t ready_since_ms = 0;         // when the handshake completed
+  uint64_t queries_sent = 0;          // since it was (re)used: queries per connection metric
   int64_t last_read_ms = 0;           // when bytes last arrived (half-dead detection)
   uint32_t consecutive_failures = 0;  // connect/handshake failures since the last success
   bool is_dirty = false;              // on the pool's flush list

@@ -45,6 +45,7 @@ absl::Status ConnectionPool::Init() {
   plaintext_.resize(kPlaintextChunk);
   pick_ = PolicyFunction(config_.upstream.load_balancing_policy);
   servers_.resize(config_.upstream.servers.size());
+  counters_.InitServers(static_cast<uint32_t>(servers_.size()));
   views_.resize(servers_.size());
   has_pending_.resize(servers_.size());
   balancer_ = BalancerState(servers_.size(), absl::Uniform<uint64_t>(rng_));
@@ -131,6 +132,9 @@ ConnectionPool::SendResult ConnectionPool::Send(uint32_t slot, std::span<const u
   *attempt = {static_cast<uint32_t>(ci), id, server};
   ++servers_[server].outstanding;
   views_[server].outstanding = servers_[server].outstanding;
+  counters_.server(server).inflight.Set(servers_[server].outstanding);
+  ++counters_.server(server).queries;
+  ++c.queries_sent;
   c.last_used_ms = now_ms;
   if (c.is_ready()) {
     MarkDirty(c);
@@ -148,6 +152,7 @@ void ConnectionPool::Release(uint32_t conn, uint16_t id) {
   Server& server = servers_[c.server()];
   --server.outstanding;
   views_[c.server()].outstanding = server.outstanding;
+  counters_.server(c.server()).inflight.Set(server.outstanding);
   if (was_full) {
     RefreshServerViews();
   }
@@ -286,6 +291,7 @@ bool ConnectionPool::QueueOnBusyServer(uint32_t slot) {
     return false;
   }
   servers_[best].backlog.push_back(slot);
+  counters_.server(best).backlog.Set(servers_[best].backlog.size());
   return true;
 }
 
@@ -298,6 +304,7 @@ void ConnectionPool::DrainBacklogs() {
       backlog.pop_front();
       owner_.OnBacklogReady(slot);
     }
+    counters_.server(s).backlog.Set(backlog.size());
   }
 }
 
@@ -351,6 +358,7 @@ void ConnectionPool::RefreshServerViews() {
     views_[s].weight = servers_[s].config->weight;
     views_[s].ewma_latency_us = servers_[s].health.ewma_latency_us();
     views_[s].outstanding = servers_[s].outstanding;
+    counters_.server(s).is_up.Set(views_[s].is_down ? 0 : 1);
     has_pending_[s] = is_pending;
     any_ready |= is_ready && !views_[s].is_down;
   }

@@ -146,8 +146,11 @@ TEST_F(LoadConfigTest, ExampleMatchesDefaults) {
 
   // metrics.statsd is commented out in the example: metrics stay disabled.
   EXPECT_EQ(config.metrics.statsd.enabled, defaults.metrics.statsd.enabled);
-  EXPECT_FALSE(config.metrics.statsd.addr.is_valid());
+  EXPECT_TRUE(config.metrics.statsd.targets.empty());
   EXPECT_EQ(config.metrics.statsd.sample_rate, defaults.metrics.statsd.sample_rate);
+  EXPECT_EQ(config.metrics.statsd.tag_format, defaults.metrics.statsd.tag_format);
+  EXPECT_EQ(config.metrics.flush_interval, defaults.metrics.flush_interval);
+  EXPECT_EQ(config.metrics.prometheus.enabled, defaults.metrics.prometheus.enabled);
 
   EXPECT_TRUE(config.listener.tcp.enabled);
   EXPECT_EQ(config.listener.tcp.addr.ToString(), "127.0.0.1:5353");
@@ -195,6 +198,8 @@ TEST_F(LoadConfigTest, ExampleMentionsEveryKey) {
 TEST_F(LoadConfigTest, AcceptedKeyPathsFormat) {
   const std::vector<std::string> paths = AcceptedKeyPaths();
   EXPECT_THAT(paths, IsSupersetOf({"application", "application.sentry_dsn", "metrics.statsd.addr",
+                                   "metrics.flush_interval", "metrics.statsd.tag_format",
+                                   "metrics.prometheus.addr",
                                    "listener.tcp.addr", "listener.udp.max_concurrent_connections",
                                    "upstream.load_balancing_policy", "upstream.servers",
                                    "upstream.servers[].addr", "upstream.servers[].server_name",
@@ -238,9 +243,13 @@ TEST_F(LoadConfigTest, MinimalConfigUsesDefaults) {
 TEST_F(LoadConfigTest, EveryKeySet) {
   ASSERT_OK_AND_ASSIGN(const Config config, Load(R"(
 metrics:
+  flush_interval: 250ms
   statsd:
-    addr: udp://127.0.0.1:8125
+    addr: udp://127.0.0.1:8125,tcp://127.0.0.1:8126
     sample_rate: 0.25
+    tag_format: DogStatsD
+  prometheus:
+    addr: 127.0.0.1:9153
 listener:
   tcp:
     addr: 0.0.0.0:53
@@ -271,8 +280,14 @@ server:
 )"));
   EXPECT_THAT(warnings_, IsEmpty());
   EXPECT_TRUE(config.metrics.statsd.enabled);
-  EXPECT_EQ(config.metrics.statsd.addr.ToString(), "127.0.0.1:8125");
+  ASSERT_EQ(config.metrics.statsd.targets.size(), 2u);
+  EXPECT_EQ(config.metrics.statsd.targets[0].addr.ToString(), "127.0.0.1:8125");
+  EXPECT_EQ(config.metrics.statsd.targets[1].kind, StatsdTarget::Kind::kTcp);
   EXPECT_DOUBLE_EQ(config.metrics.statsd.sample_rate, 0.25);
+  EXPECT_EQ(config.metrics.statsd.tag_format, StatsdTagFormat::kDogStatsd);
+  EXPECT_EQ(config.metrics.flush_interval, absl::Milliseconds(250));
+  EXPECT_TRUE(config.metrics.prometheus.enabled);
+  EXPECT_EQ(config.metrics.prometheus.addr.ToString(), "127.0.0.1:9153");
   EXPECT_TRUE(config.listener.tcp.enabled);
   EXPECT_TRUE(config.listener.tcp.addr.is_wildcard());
   EXPECT_EQ(config.listener.tcp.read_timeout, absl::Seconds(30));
@@ -872,19 +887,34 @@ TEST_F(LoadConfigTest, StatsdAddress) {
                          Load(absl::StrCat(kMinimal, "metrics:\n  statsd:\n    addr: ", addr,
                                            "\n    sample_rate: 0\n")));
     EXPECT_TRUE(config.metrics.statsd.enabled);
-    EXPECT_EQ(config.metrics.statsd.addr.ToString(), "127.0.0.1:8125");
+    ASSERT_EQ(config.metrics.statsd.targets.size(), 1u);
+    EXPECT_EQ(config.metrics.statsd.targets[0].kind, StatsdTarget::Kind::kUdp);
+    EXPECT_EQ(config.metrics.statsd.targets[0].addr.ToString(), "127.0.0.1:8125");
     EXPECT_EQ(config.metrics.statsd.sample_rate, 1.0);  // 0 means "send everything"
   }
-  ExpectError(absl::StrCat(kMinimal, "metrics:\n  statsd:\n    addr: tcp://127.0.0.1:8125\n"), 10,
+  // Every other form of the Go original loads too (config/statsd_addr_test.cc has the details).
+  for (const char* addr : {"tcp://127.0.0.1:8125", "unix:///run/statsd.sock", "file:///tmp/s",
+                           "udp://127.0.0.1:1,udp://127.0.0.1:2"}) {
+    SCOPED_TRACE(addr);
+    ASSERT_OK_AND_ASSIGN(const Config config,
+                         Load(absl::StrCat(kMinimal, "metrics:\n  statsd:\n    addr: ", addr,
+                                           "\n")));
+    EXPECT_EQ(config.metrics.statsd.addr, addr);
+    EXPECT_FALSE(config.metrics.statsd.targets.empty());
+  }
+  ExpectError(absl::StrCat(kMinimal, "metrics:\n  statsd:\n    addr: gopher://127.0.0.1:70\n"), 10,
               11,
-              "metrics.statsd.addr: scheme \"tcp\" is not supported; use "
-              "udp://host:port or host:port");
-  ExpectError(absl::StrCat(kMinimal,
-                           "metrics:\n  statsd:\n    addr: udp://127.0.0.1:1,udp://127.0.0.1:2\n"),
-              10, 11, "metrics.statsd.addr: only one statsd address is supported");
+              "metrics.statsd.addr: \"gopher://127.0.0.1:70\": unknown scheme \"gopher\"; use "
+              "udp://host:port, tcp://host:port, unix:///path, file:///path or host:port");
   ExpectError(absl::StrCat(kMinimal, "metrics:\n  statsd:\n    addr: statsd.local:8125\n"), 10, 11,
-              "metrics.statsd.addr: \"statsd.local\" is not an IPv4 address; statsd addresses are "
-              "numeric: a.b.c.d:port or [ipv6]:port");
+              "metrics.statsd.addr: \"statsd.local:8125\": \"statsd.local\" is not an IPv4 "
+              "address; use udp://host:port, tcp://host:port, unix:///path, file:///path or "
+              "host:port (hosts are numeric: a.b.c.d or [ipv6])");
+  ExpectError(absl::StrCat(kMinimal, "metrics:\n  tag_format: influx\n"), 9, 3,
+              "metrics.tag_format: unknown key (allowed: flush_interval, statsd, prometheus)");
+  ExpectError(
+      absl::StrCat(kMinimal, "metrics:\n  statsd:\n    addr: 127.0.0.1:1\n    tag_format: x\n"), 11,
+      17, "metrics.statsd.tag_format: unknown tag format \"x\" (valid: influx, dogstatsd)");
 }
 
 TEST_F(LoadConfigTest, CaFile) {
