@@ -61,12 +61,14 @@ void Shard::LogCounters() const {
   LOG(kInfo,
       "shard %u: stopping; udp %lu tcp %lu answered %lu truncated %lu servfail(timeout %lu, "
       "no upstream %lu, retries %lu) malformed(udp %lu, tcp %lu) upstream(connects %lu, full "
-      "%lu, resumed %lu, failures %lu, lost %lu, stale %lu, retries %lu, unknown id %lu, "
-      "mismatch %lu)",
+      "%lu, resumed %lu, failures %lu, lost %lu, stale %lu, retries %lu, late id %lu, "
+      "mismatch %lu, desyncs %lu, write timeouts %lu, quarantined %lu, "
+      "local resource errors %lu, backlog moved %lu)",
       shard_id_, c.udp_queries, c.tcp_queries, c.responses, c.truncated, c.servfail_timeout,
       c.servfail_no_upstream, c.servfail_retries, c.udp_malformed, c.tcp_malformed, u.connects,
       u.handshakes_full, u.handshakes_resumed, u.connect_failures + u.handshake_failures,
-      u.closed, u.stale_closed, c.upstream_retries, u.unknown_id, u.mismatch);
+      u.closed, u.stale_closed, c.upstream_retries, u.unknown_id, u.mismatch,
+      u.desyncs, u.write_timeouts, u.quarantined, u.local_resource_errors, u.backlog_moved);
 }
 
 }  // namespace dotproxy::proxy

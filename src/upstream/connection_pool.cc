@@ -54,6 +54,8 @@ absl::Status ConnectionPool::Init() {
     HealthOptions health;
     health.backoff_initial_ms = Millis(config_.upstream.backoff_initial);
     health.backoff_max_ms = Millis(config_.upstream.backoff_max);
+    // One timer pass's worth of timeouts is one piece of evidence (issue 9).
+    health.timeout_interval_ms = Millis(sc.read_timeout) > 0 ? Millis(sc.read_timeout) : 1000;
     server.health = ServerHealth(health);
     server.probe_timer.owner = &server;
     server.probe_timer.kind = probe_timer_kind_;
@@ -63,6 +65,7 @@ absl::Status ConnectionPool::Init() {
                           absl::StrCat("upstream ", sc.addr_text, ": ", tls.status().message()));
     }
     server.tls = std::move(tls).value();
+    server.tls->set_spki_pins(sc.spki_pins);
     // connection_pool_size is the server's total over all shards; each shard gets at least one.
     uint32_t share = sc.connection_pool_size / shard_count_ +
                      (shard_id_ < sc.connection_pool_size % shard_count_ ? 1 : 0);
@@ -116,8 +119,8 @@ ConnectionPool::SendResult ConnectionPool::Send(uint32_t slot, std::span<const u
     RefreshServerViews();
   }
   // RFC 7858 §3.3 / RFC 7766 §6.2.1.1: pipeline; the rewritten ID tells the answers apart.
-  c.QueueQuery(query, id);
-  *attempt = {static_cast<uint32_t>(ci), id, server};
+  const bool is_padded = c.QueueQuery(query, id, servers_[server].config->edns_padding);
+  *attempt = {static_cast<uint32_t>(ci), id, server, is_padded};
   ++servers_[server].outstanding;
   views_[server].outstanding = servers_[server].outstanding;
   c.last_used_ms = now_ms;
@@ -131,6 +134,7 @@ void ConnectionPool::Release(uint32_t conn, uint16_t id) {
   Connection& c = *conns_[conn];
   const bool was_full = c.ids().is_full();
   c.ids().Release(id);
+  c.NoteReleased(id);
   Server& server = servers_[c.server()];
   --server.outstanding;
   views_[c.server()].outstanding = server.outstanding;
@@ -227,6 +231,7 @@ bool ConnectionPool::Flush() {
       continue;
     }
     c.StartSend(reactor_);
+    ArmWriteDeadline(c);
   }
   dirty_.clear();
   return had_backlog || had_dirty;

@@ -10,7 +10,12 @@
 namespace dotproxy::upstream {
 
 struct UpstreamCounters {
-  uint64_t unknown_id = 0;         // responses dropped: unknown or stale ID
+  uint64_t unknown_id = 0;         // late responses dropped: their ID was recently released
+  uint64_t desyncs = 0;            // connections closed: a message that answers no query
+  uint64_t write_timeouts = 0;     // connections closed: a send made no progress for write_timeout
+  uint64_t local_resource_errors = 0;  // connects failed for lack of local fds/memory (EMFILE...)
+  uint64_t backlog_moved = 0;      // queued queries handed back when their server went down
+  uint64_t quarantined = 0;        // SERVFAIL: the query was on two connections the server closed
   uint64_t mismatch = 0;           // responses dropped: question differs
   uint64_t connects = 0;
   uint64_t connect_failures = 0;
