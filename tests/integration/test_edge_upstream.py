@@ -235,6 +235,60 @@ class BacklogTest(harness.ProxyTestCase):
         self.assertGreater(exit_counter(p.log(), "backlog moved"), 0, p.log_tail())
 
 
+class DnssecBitsTest(harness.ProxyTestCase):
+    def _query(self, p, name, cd, do):
+        import dns.flags
+        import dns.message
+        q = dns.message.make_query(name, "A", want_dnssec=do, use_edns=0 if do else None)
+        if cd:
+            q.flags |= dns.flags.CD
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.settimeout(scaled(4))
+            s.sendto(q.to_wire(), p.udp_addr)
+            return q, parse(s.recv(65535))
+        finally:
+            s.close()
+
+    def test_cd_and_do_must_match(self):
+        """Answers carry the query's CD and DO bits back. An answer whose CD or DO differ is for
+        another query (a late answer after ID reuse) and never reaches this client: SERVFAIL."""
+        import dns.flags
+        cfg = self.make_config(server={"read_timeout": "400ms"}, upstream={"query_timeout": "1200ms"})
+        with self.proxy(cfg) as p:
+            for cd, do in ((False, False), (True, False), (False, True), (True, True)):
+                name = f"cd{int(cd)}-do{int(do)}.dnssec.test."
+                q, r = self._query(p, name, cd, do)
+                self.assertIsNone(answer_problem(r, name, "A", q.id), name)
+                self.assertEqual(bool(r.flags & dns.flags.CD), cd, name)
+                self.assertEqual(bool(r.ednsflags & dns.flags.DO), do, name)
+            self.up.flip_dnssec_bits = True
+            for cd, do in ((True, False), (False, True)):
+                name = f"flipped-cd{int(cd)}-do{int(do)}.dnssec.test."
+                sent = self.up.responses_sent
+                q, r = self._query(p, name, cd, do)
+                self.assertEqual(r.rcode(), 2, f"{name}: an answer with other CD/DO was delivered")
+                self.assertGreater(self.up.responses_sent, sent, self.upstream_snapshot())
+
+
+class HealthTest(harness.ProxyTestCase):
+    def test_slow_queries_do_not_take_a_healthy_server_down(self):
+        """Two servers, read_timeout 300ms: eight slow queries (2 s) whose attempt timers fire
+        together count as one timeout per server, so no server is marked down, and the slow
+        answers are still delivered."""
+        other = self.start_upstream()
+        servers = [self.server_entry(u, read_timeout="300ms") for u in (self.up, other)]
+        cfg = self.make_config(servers=servers, upstream={"query_timeout": "3s",
+                                                          "max_connection_retries": 1})
+        with self.proxy(cfg) as p:
+            items = [(f"slow-2000.s{i}.health.test.", "A") for i in range(8)]
+            for (name, _), (q, r, _) in zip(items, udp_many(items, *p.udp_addr, timeout=scaled(4))):
+                self.assertIsNone(answer_problem(parse(r) if r else None, name, "A", q.id), name)
+            q, r = p.udp("after-slow.health.test.")
+            self.assertAnswer(r, "after-slow.health.test.", "A", q.id)
+        self.assertNotRegex(p.log(), r"upstream \S+: down", "slow queries took a server down")
+
+
 def spki_pin(cert_path: str) -> str:
     """The RFC 7469 pin-sha256 of a certificate's key, with the openssl CLI."""
     import base64

@@ -152,7 +152,8 @@ def _txt_rr(ttl: int, strings) -> bytes:
     return b"\xc0\x0c" + struct.pack("!HHIH", TYPE_TXT, 1, ttl, len(rdata)) + rdata
 
 
-def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_question=False):
+def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_question=False,
+                   flip_dnssec_bits=False):
     """Returns (response bytes or None to ignore, delay in ms, info string)."""
     if len(query) < 12:
         return None, 0, "short"
@@ -180,7 +181,8 @@ def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_questio
             padded = _has_padding(query[qend + 9:])
             # DO copied (RFC 3225 §3); a padded query gets a padded answer (RFC 8467 §4.1)
             options = struct.pack("!HH", 12, 20) + bytes(20) if padded else b""
-            opt = b"\x00" + struct.pack("!HHIH", TYPE_OPT, 1232, ttl & 0x8000, len(options)) + options
+            do_bit = (ttl & 0x8000) ^ (0x8000 if flip_dnssec_bits else 0)
+            opt = b"\x00" + struct.pack("!HHIH", TYPE_OPT, 1232, do_bit, len(options)) + options
 
     question = query[12:qend]
     if wrong_question:
@@ -223,6 +225,8 @@ def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_questio
             rid += 1
     elif wrong_id:
         rid = (qid + 1) & 0xFFFF
+    if flip_dnssec_bits:
+        base_flags ^= 0x0010  # CD
     header = struct.pack("!HHHHHH", rid, base_flags | rcode, 1, len(answers), 0, 1 if opt else 0)
     return header + question + b"".join(answers) + opt, delay, _key(labels).decode("latin-1")
 
@@ -250,6 +254,7 @@ _KNOBS = {
                                # QR=0) | "unknown_id" (the answer with an ID never sent)
     "close_on_label": None,    # bytes: a query whose first label is this closes its connection (RST)
     "stop_reading": False,     # stop reading from every connection (TCP back-pressure on the proxy)
+    "flip_dnssec_bits": False,  # answer with CD and the OPT's DO bit inverted (another query's answer)
 }
 
 GARBAGE = b"this is not DNS at all, just a stream of garbage bytes\n"
@@ -377,7 +382,8 @@ class _Conn(asyncio.Protocol):
             self._close(srv.close_mode)
             return
         resp, delay, info = build_response(msg, ttl=srv.ttl, wrong_id=srv.wrong_id,
-                                           wrong_question=srv.wrong_question)
+                                           wrong_question=srv.wrong_question,
+                                           flip_dnssec_bits=srv.flip_dnssec_bits)
         srv.qnames.append(info)
         if srv.close_on_label is not None and info.split(".")[0].encode() == srv.close_on_label:
             srv.poison_received += 1
