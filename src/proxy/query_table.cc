@@ -155,13 +155,14 @@ void QueryTable::OnTimer(core::Timer* timer) {
   // The latest attempt took longer than the server's read_timeout: send another copy elsewhere
   // (RFC 7766 §6.2.1: queries are idempotent) but keep listening for the slow one.
   if (slot.live > 0) {
-    const bool may_retry = slot.attempts <= config_.upstream.max_connection_retries;
-    const auto verdict = pool_->OnAttemptTimeout(slot.upstream_conn[slot.live - 1], may_retry);
+    const bool has_retries = slot.attempts <= config_.upstream.max_connection_retries;
+    // A quarantined query (see OnLostAttemptsDone) keeps the attempt it has but gets no other.
+    const bool may_retry = has_retries && slot.lost < kQuarantineLosses;
+    const auto verdict = pool_->OnAttemptTimeout(slot.upstream_conn[slot.live - 1], has_retries);
     if (verdict == upstream::ConnectionPool::TimeoutVerdict::kServerDown) {
       // The server's connections were recycled, which re-sent this query if it had no other
       // attempt left; otherwise send it elsewhere now.
-      if (slot.state == Slot::State::kWaiting && slot.live == 0 && !slot.is_queued &&
-          slot.attempts <= config_.upstream.max_connection_retries) {
+      if (slot.state == Slot::State::kWaiting && slot.live == 0 && !slot.is_queued && may_retry) {
         Forward(index, slot.last_server);
       } else if (slot.state == Slot::State::kWaiting) {
         reactor_.timers().Schedule(&slot.timer, slot.deadline_ms);
