@@ -103,6 +103,8 @@ std::vector<base::SocketAddress> ListenAddresses(const Listener& listener) {
   return listener.addrs;
 }
 
+inline constexpr size_t kSpkiPinBytes = 32;  // SHA-256
+
 struct ServerConfig {
   std::string addr_text;              // as written, for messages and metric tags
   base::SocketAddress addr;           // resolved at start-up
@@ -116,6 +118,8 @@ struct ServerConfig {
   std::string ca_file;          // empty: default verify paths (SSL_CERT_FILE / SSL_CERT_DIR)
   uint32_t max_inflight = 128;  // pipelined queries per connection
   uint32_t weight = 1;          // share for RoundRobin, Random and Availability
+  bool edns_padding = true;     // pad queries to 128-byte blocks (RFC 7830, RFC 8467)
+  std::vector<std::string> spki_pins;  // SHA-256 SPKI digests (32 bytes each); empty: no pinning
 };
 
 struct UpstreamConfig {

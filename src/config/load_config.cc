@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -160,6 +161,31 @@ absl::Status ParseServerAddr(Walker& walker, const YamlNode& node, const std::st
   return absl::OkStatus();
 }
 
+// upstream.servers[].spki_pins: a sequence of base64 SHA-256 digests of a SubjectPublicKeyInfo
+// (RFC 7858 §4.2, the RFC 7469 pin-sha256 form), stored decoded (32 bytes each).
+absl::Status ParseSpkiPins(Walker& walker, const YamlNode& node, const std::string& path,
+                           ServerConfig& server) {
+  if (!node.is_sequence()) {
+    return walker.Error(node.mark(), path,
+                        absl::StrCat("expected a sequence of base64 SHA-256 pins, got ",
+                                     node.KindName()));
+  }
+  server.spki_pins.clear();
+  for (size_t i = 0; i < node.items().size(); ++i) {
+    const YamlNode& item = *node.items()[i];
+    const std::string item_path = absl::StrCat(path, "[", i, "]");
+    std::string digest;
+    if (!item.is_scalar() || !absl::Base64Unescape(item.scalar(), &digest) ||
+        digest.size() != kSpkiPinBytes) {
+      return walker.Error(item.mark(), item_path,
+                          absl::StrCat("expected the base64 of a 32-byte SHA-256 digest, got ",
+                                       schema::Quote(item.scalar())));
+    }
+    server.spki_pins.push_back(std::move(digest));
+  }
+  return absl::OkStatus();
+}
+
 // --- The tables: one Key per accepted key, in the order "unknown key" lists them -----------------
 // Defaults are the member initialisers in config.h; a key that is absent leaves its field alone.
 
@@ -242,6 +268,8 @@ constexpr Key kServerKeys[] = {
     String<&Server::ca_file, &schema::CheckReadableFile>("ca_file"),
     Integer<&Server::max_inflight>("max_inflight", 1, kMaxInflightPerConnection),
     Integer<&Server::weight>("weight", 1, kMaxWeight),
+    Bool<&Server::edns_padding>("edns_padding"),
+    Custom<&ParseSpkiPins>("spki_pins"),
 };
 constexpr Section kServer = SectionOf<Server>(kServerKeys);
 
@@ -446,7 +474,8 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, std::vector<std::stri
 }
 
 std::string ServerIdentity(const ServerConfig& server) {
-  return absl::StrCat(server.addr.ToString(), "|", server.server_name, "|", server.ca_file);
+  return absl::StrCat(server.addr.ToString(), "|", server.server_name, "|", server.ca_file, "|",
+                      absl::StrJoin(server.spki_pins, ","));
 }
 
 }  // namespace dotproxy::config

@@ -17,19 +17,18 @@ IdSlotTable::IdSlotTable(uint32_t capacity) {
   const uint32_t slot_count = std::bit_ceil(std::clamp<uint32_t>(capacity, 1, kMaxCapacity));
   slot_bits_ = static_cast<uint32_t>(std::countr_zero(slot_count));
   slots_.resize(slot_count);
-  free_.reserve(slot_count);
-  // Pushed in reverse so that slot 0 is handed out first.
-  for (uint32_t i = slot_count; i > 0; --i) {
-    free_.push_back(static_cast<uint16_t>(i - 1));
+  free_.resize(slot_count);
+  for (uint32_t i = 0; i < slot_count; ++i) {
+    free_[i] = static_cast<uint16_t>(i);
   }
 }
 
 bool IdSlotTable::Acquire(uint32_t value, uint16_t* id) {
-  if (free_.empty()) {
+  if (is_full()) {
     return false;
   }
-  const uint16_t slot_index = free_.back();
-  free_.pop_back();
+  const uint16_t slot_index = free_[free_head_];
+  free_head_ = (free_head_ + 1) & (capacity() - 1);
   Slot& slot = slots_[slot_index];
   slot.value = value;
   slot.is_used = true;
@@ -58,7 +57,9 @@ void IdSlotTable::Release(uint16_t id) {
   // further uses of its slot.
   const uint32_t generation_mask = (uint32_t{1} << (kIdBits - slot_bits_)) - 1;
   slot.generation = static_cast<uint16_t>((slot.generation + 1u) & generation_mask);
-  free_.push_back(static_cast<uint16_t>(slot_index));
+  // Behind every slot already free: reused only after all of them (issue 9).
+  const uint32_t free_count = capacity() - in_use_;
+  free_[(free_head_ + free_count) & (capacity() - 1)] = static_cast<uint16_t>(slot_index);
   --in_use_;
 }
 

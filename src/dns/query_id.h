@@ -3,7 +3,9 @@
 // IdSlotTable hands out the 16-bit IDs of queries in flight on one upstream connection:
 // id = (generation << slot_bits) | slot. Each slot remembers an opaque 32-bit value (the proxy's
 // query slot) and its generation, which advances on every release, so a late response carrying
-// an old ID is recognised as stale. Fixed capacity, no allocation after construction.
+// an old ID is recognised as stale. Free slots are reused oldest-released first (a FIFO), so an
+// ID comes back as late as possible and a late answer meets its own stale generation rather
+// than another query's. Fixed capacity, no allocation after construction.
 #ifndef DOTPROXY_DNS_QUERY_ID_H_
 #define DOTPROXY_DNS_QUERY_ID_H_
 
@@ -42,7 +44,8 @@ class IdSlotTable {
   uint16_t MakeId(uint32_t slot, uint16_t generation) const;
 
   std::vector<Slot> slots_;
-  std::vector<uint16_t> free_;  // stack of free slot indices
+  std::vector<uint16_t> free_;  // ring of free slot indices, oldest released at free_head_
+  uint32_t free_head_ = 0;
   uint32_t slot_bits_ = 0;
   uint32_t in_use_ = 0;
 };

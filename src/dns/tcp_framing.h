@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace dotproxy::dns {
@@ -43,6 +44,14 @@ class FrameReader {
   size_t buffered() const { return buffer_.size() - consumed_; }
   // True when a message has started (at least one prefix byte) but is not complete.
   bool has_partial() const { return buffered() > 0 && !is_paused_; }
+  // The bytes of the started but incomplete message, after its length prefix; empty when none
+  // have arrived yet (or while paused). Valid until the next Feed or Clear.
+  std::span<const uint8_t> partial_message() const {
+    if (is_paused_ || buffered() <= 2) {
+      return {};
+    }
+    return {buffer_.data() + consumed_ + 2, buffered() - 2};
+  }
   // Drops all buffered bytes and frees the buffer's memory.
   void Clear();
 

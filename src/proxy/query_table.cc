@@ -1,6 +1,9 @@
 #include "proxy/query_table.h"
 
+#include <cstring>
+
 #include "base/check.h"
+#include "dns/edns.h"
 #include "dns/header.h"
 #include "net/send_queue.h"
 
@@ -9,12 +12,16 @@ namespace {
 
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
+// Connections a query may see the server close under it before it is answered SERVFAIL.
+constexpr uint8_t kQuarantineLosses = 2;
+
 // Forgets attempt `i` of `slot`, keeping the others in order (oldest first).
 void RemoveAttempt(QueryTable::Slot& slot, uint8_t i) {
   for (; i + 1 < slot.live; ++i) {
     slot.upstream_conn[i] = slot.upstream_conn[i + 1];
     slot.upstream_id[i] = slot.upstream_id[i + 1];
     slot.attempt_sent_ns[i] = slot.attempt_sent_ns[i + 1];
+    slot.attempt_padded[i] = slot.attempt_padded[i + 1];
   }
   --slot.live;
 }
@@ -47,6 +54,7 @@ int32_t QueryTable::Acquire(ClientSide* client) {
   slot.attempts = 0;
   slot.live = 0;
   slot.is_queued = false;
+  slot.lost = 0;
   slot.last_server = -1;
   slot.deadline_ms = reactor_.now_ms() + Millis(config_.upstream.query_timeout);
   slot.arrival_ns = reactor_.now_ns();
@@ -97,6 +105,7 @@ void QueryTable::Forward(uint32_t index, int exclude_server) {
   slot.upstream_conn[slot.live] = attempt.conn;
   slot.upstream_id[slot.live] = attempt.id;
   slot.attempt_sent_ns[slot.live] = reactor_.now_ns();
+  slot.attempt_padded[slot.live] = attempt.is_padded;
   ++slot.live;
   slot.last_server = attempt.server;
   ++slot.attempts;
@@ -162,13 +171,14 @@ void QueryTable::OnTimer(core::Timer* timer) {
   // The latest attempt took longer than the server's read_timeout: send another copy elsewhere
   // (RFC 7766 §6.2.1: queries are idempotent) but keep listening for the slow one.
   if (slot.live > 0) {
-    const bool may_retry = slot.attempts <= config_.upstream.max_connection_retries;
-    const auto verdict = pool_->OnAttemptTimeout(slot.upstream_conn[slot.live - 1], may_retry);
+    const bool has_retries = slot.attempts <= config_.upstream.max_connection_retries;
+    // A quarantined query (see OnLostAttemptsDone) keeps the attempt it has but gets no other.
+    const bool may_retry = has_retries && slot.lost < kQuarantineLosses;
+    const auto verdict = pool_->OnAttemptTimeout(slot.upstream_conn[slot.live - 1], has_retries);
     if (verdict == upstream::ConnectionPool::TimeoutVerdict::kServerDown) {
       // The server's connections were recycled, which re-sent this query if it had no other
       // attempt left; otherwise send it elsewhere now.
-      if (slot.state == Slot::State::kWaiting && slot.live == 0 && !slot.is_queued &&
-          slot.attempts <= config_.upstream.max_connection_retries) {
+      if (slot.state == Slot::State::kWaiting && slot.live == 0 && !slot.is_queued && may_retry) {
         Forward(index, slot.last_server);
       } else if (slot.state == Slot::State::kWaiting) {
         reactor_.timers().Schedule(&slot.timer, slot.deadline_ms);
@@ -200,22 +210,37 @@ bool QueryTable::OnResponse(uint32_t index, uint32_t conn, uint16_t id, const ui
   // RFC 7766 §7: match by ID and question; never hand a client someone else's answer. A message
   // that is not a response (QR=0, say an echo of the query) or answers another opcode is as
   // wrong as one for another question.
+  // Issue 9: CD and DO are copied into answers (RFC 4035 §3.1.6, RFC 3225 §3), so a late answer
+  // to a query for the same name with other DNSSEC bits is told apart too.
+  const uint16_t flag_diff = dns::GetFlags(msg) ^ dns::GetFlags(slot.query.data());
+  dns::OptRecord opt;
   const bool is_match =
       slot.state == Slot::State::kWaiting && attempt >= 0 && dns::IsResponse(msg) &&
-      ((dns::GetFlags(msg) ^ dns::GetFlags(slot.query.data())) & dns::kOpcodeMask) == 0 &&
-      dns::ResponseMatchesQuery(slot.query.data(), slot.info, msg, len);
+      (flag_diff & (dns::kOpcodeMask | dns::kFlagCd)) == 0 &&
+      dns::ResponseMatchesQuery(slot.query.data(), slot.info, msg, len) &&
+      dns::FindOpt(msg, len, &opt) && opt.do_bit == slot.info.do_bit;
   if (!is_match) {
     return false;
   }
   *sent_ns = slot.attempt_sent_ns[attempt];
   ++counters_.answers_by_attempt[std::min(slot.attempts - slot.live + attempt,
                                           metrics::kMaxAttemptOrdinal - 1)];
+  if (slot.attempt_padded[attempt]) {
+    // The client gets the OPT it would have got without our padding: none if it sent none.
+    memcpy(scratch_.data(), msg, len);
+    Complete(index, scratch_.data(),
+             dns::StripPadding(scratch_.data(), len, /*remove_opt=*/!slot.info.has_opt));
+    return true;
+  }
   Complete(index, msg, len);
   return true;
 }
 
-void QueryTable::OnAttemptLost(uint32_t index, uint32_t conn) {
+void QueryTable::OnAttemptLost(uint32_t index, uint32_t conn, bool by_server) {
   Slot& slot = slots_[index];
+  if (by_server && slot.lost < kQuarantineLosses) {
+    ++slot.lost;
+  }
   for (uint8_t i = 0; i < slot.live; ++i) {
     if (slot.upstream_conn[i] == conn) {
       RemoveAttempt(slot, i);
@@ -228,6 +253,13 @@ void QueryTable::OnLostAttemptsDone(uint32_t index) {
   Slot& slot = slots_[index];
   if (slot.state != Slot::State::kWaiting || slot.live > 0 || slot.is_queued) {
     return;  // answered meanwhile, or another attempt is still in flight
+  }
+  if (slot.lost >= kQuarantineLosses) {
+    // Issue 9: a query that was in flight on two connections the server closed (a resolver that
+    // resets on queries it rejects) is not sent a third time to break everyone's pipeline.
+    ++counters_.upstream.quarantined;
+    Fail(index);
+    return;
   }
   if (slot.attempts <= config_.upstream.max_connection_retries &&
       reactor_.now_ms() < slot.deadline_ms) {

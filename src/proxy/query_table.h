@@ -47,6 +47,7 @@ class QueryTable final : public upstream::QueryOwner {
     uint8_t attempts = 0;       // upstream sends so far
     uint8_t live = 0;           // attempts in flight: attempt[0..live)
     bool is_queued = false;     // in a server's backlog, waiting for a free ID slot
+    uint8_t lost = 0;           // attempts lost with a connection the server closed
     uint32_t generation = 0;
     ClientSide* client = nullptr;
     uint32_t client_index = 0;  // the frontend's own reference (TCP: connection index...)
@@ -56,6 +57,7 @@ class QueryTable final : public upstream::QueryOwner {
     uint32_t upstream_conn[kMaxLiveAttempts] = {};
     uint16_t upstream_id[kMaxLiveAttempts] = {};
     int64_t attempt_sent_ns[kMaxLiveAttempts] = {};  // for the server's latency EWMA
+    bool attempt_padded[kMaxLiveAttempts] = {};      // the pool added EDNS padding
     int32_t last_server = -1;   // server of the latest attempt
     int64_t deadline_ms = 0;
     int64_t arrival_ns = 0;     // for the round-trip histogram
@@ -87,7 +89,7 @@ class QueryTable final : public upstream::QueryOwner {
   // upstream::QueryOwner
   bool OnResponse(uint32_t slot, uint32_t conn, uint16_t id, const uint8_t* msg, size_t len,
                   int64_t* sent_ns) override;
-  void OnAttemptLost(uint32_t slot, uint32_t conn) override;
+  void OnAttemptLost(uint32_t slot, uint32_t conn, bool by_server) override;
   void OnLostAttemptsDone(uint32_t slot) override;
   void OnBacklogReady(uint32_t slot) override;
 

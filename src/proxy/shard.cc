@@ -141,15 +141,17 @@ void Shard::LogCounters() const {
   LOG(kInfo,
       "shard %u: stopping; udp %lu tcp %lu answered %lu truncated %lu servfail(timeout %lu, "
       "no upstream %lu, retries %lu) malformed(udp %lu, tcp %lu) upstream(connects %lu, full "
-      "%lu, resumed %lu, failures %lu, lost %lu, stale %lu, retries %lu, unknown id %lu, "
-      "mismatch %lu)",
+      "%lu, resumed %lu, failures %lu, lost %lu, stale %lu, retries %lu, late id %lu, "
+      "mismatch %lu, desyncs %lu, write timeouts %lu, quarantined %lu, "
+      "local resource errors %lu, backlog moved %lu)",
       shard_id_, c.udp_queries.value(), c.tcp_queries.value(), c.responses.value(),
       c.truncated.value(), c.servfail_timeout.value(), c.servfail_no_upstream.value(),
       c.servfail_retries.value(), c.udp_malformed.value(), c.tcp_malformed.value(),
       u.connects.value(), u.handshakes_full.value(), u.handshakes_resumed.value(),
       u.connect_failures.value() + u.handshake_failures.value(), u.closed.value(),
       u.stale_closed.value(), c.upstream_retries.value(), u.unknown_id.value(),
-      u.mismatch.value());
+      u.mismatch.value(), u.desyncs.value(), u.write_timeouts.value(), u.quarantined.value(),
+      u.local_resource_errors.value(), u.backlog_moved.value());
 }
 
 }  // namespace dotproxy::proxy

@@ -62,7 +62,11 @@ absl::StatusOr<std::unique_ptr<ClientContext>> ClientContext::Create(const Optio
   // Plain DNS payloads are small; a partial SSL_write never happens with our BIO, which never
   // refuses bytes, so the default (all-or-nothing) write mode is what we want. Idle connections
   // give their ~34 KiB of record buffers back (the memory target is <= 48 KiB per connection).
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // A write that had to wait for a read (TryWrite: kWantRead) is retried from a buffer that may
+  // have grown and moved meanwhile.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Issue 9: a server has no business renegotiating a DoT connection (TLS 1.2).
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
   return out;
 }
 

@@ -11,6 +11,8 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <openssl/ssl.h>
 
@@ -37,6 +39,10 @@ class ClientContext {
   SSL_CTX* ctx() { return ctx_; }
   const std::string& server_name() const { return options_.server_name; }
   bool is_ip_name() const { return is_ip_name_; }
+  // SHA-256 digests of a SubjectPublicKeyInfo (RFC 7858 §4.2); every handshake of a session on
+  // this context must show a certificate with one of them. Empty (the default): no pinning.
+  void set_spki_pins(std::vector<std::string> pins) { spki_pins_ = std::move(pins); }
+  const std::vector<std::string>& spki_pins() const { return spki_pins_; }
   uint64_t tickets_received() const { return tickets_received_; }
 
  private:
@@ -48,6 +54,7 @@ class ClientContext {
   SSL_CTX* ctx_ = nullptr;
   bool is_ip_name_ = false;
   std::deque<SSL_SESSION*> sessions_;  // owned references, oldest first
+  std::vector<std::string> spki_pins_;
   uint64_t tickets_received_ = 0;
 };
 

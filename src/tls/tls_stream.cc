@@ -2,7 +2,9 @@
 
 #include <cstring>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "absl/strings/str_cat.h"
@@ -46,13 +48,19 @@ std::unique_ptr<TlsStream> TlsStream::Create(ClientContext& context,
   // A non-socket BIO leaves the role unset: without this the handshake fails.
   SSL_set_connect_state(out->ssl_);
   const std::string& name = context.server_name();
+  // Fail closed: a session whose name check could not be set up would verify nothing.
   if (context.is_ip_name()) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(out->ssl_), name.c_str());
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(out->ssl_), name.c_str()) != 1) {
+      return nullptr;
+    }
   } else {
     // RFC 6066 §3: SNI carries DNS names only.
-    SSL_set_tlsext_host_name(out->ssl_, name.c_str());
-    SSL_set1_host(out->ssl_, name.c_str());
+    if (SSL_set_tlsext_host_name(out->ssl_, name.c_str()) != 1 ||
+        SSL_set1_host(out->ssl_, name.c_str()) != 1) {
+      return nullptr;
+    }
   }
+  out->spki_pins_ = &context.spki_pins();
   if (SSL_SESSION* session = context.TakeSession(); session != nullptr) {
     SSL_set_session(out->ssl_, session);
     SSL_SESSION_free(session);
@@ -120,10 +128,45 @@ IoResult TlsStream::Handshake() {
   ERR_clear_error();
   const int rc = SSL_do_handshake(ssl_);
   if (rc == 1) {
+    // Checked on every handshake: a resumed session carries the certificate of its first one.
+    if (spki_pins_ != nullptr && !spki_pins_->empty() && !MatchesPin()) {
+      error_ = "handshake: no certificate of the server matches its spki_pins";
+      return IoResult::kFailed;
+    }
     is_established_ = true;
     return IoResult::kDone;
   }
   return MapError(rc, "handshake");
+}
+
+bool TlsStream::MatchesPin() const {
+  const auto matches = [this](X509* cert) {
+    unsigned char* der = nullptr;
+    const int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    if (len <= 0) {
+      return false;
+    }
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(der, static_cast<size_t>(len), digest);
+    OPENSSL_free(der);
+    for (const std::string& pin : *spki_pins_) {
+      if (pin.size() == sizeof(digest) && CRYPTO_memcmp(pin.data(), digest, sizeof(digest)) == 0) {
+        return true;
+      }
+    }
+    return false;
+  };
+  // RFC 7469 §2.6: a pin may name any certificate of the chain.
+  if (X509* leaf = SSL_get0_peer_certificate(ssl_); leaf != nullptr && matches(leaf)) {
+    return true;
+  }
+  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl_);
+  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+    if (matches(sk_X509_value(chain, i))) {
+      return true;
+    }
+  }
+  return false;
 }
 
 IoResult TlsStream::Read(uint8_t* buf, size_t cap, size_t* n) {
@@ -135,15 +178,22 @@ IoResult TlsStream::Read(uint8_t* buf, size_t cap, size_t* n) {
   return MapError(rc, "read");
 }
 
-bool TlsStream::Write(const uint8_t* data, size_t len) {
+IoResult TlsStream::TryWrite(const uint8_t* data, size_t len) {
   ERR_clear_error();
   size_t written = 0;
   const int rc = SSL_write_ex(ssl_, data, len, &written);
-  if (rc != 1 || written != len) {
-    MapError(rc, "write");
-    return false;
+  if (rc == 1 && written == len) {
+    return IoResult::kDone;
   }
-  return true;
+  if (rc == 1) {
+    error_ = "write: short write";
+    return IoResult::kFailed;
+  }
+  // TLS 1.3 post-handshake messages (KeyUpdate, tickets) can make a write wait for a read; the
+  // bytes it needs come with the next recv. Our BIO never refuses output, so WANT_WRITE does not
+  // happen; it is treated the same way.
+  const IoResult r = MapError(rc, "write");
+  return r == IoResult::kClosed ? IoResult::kFailed : r;
 }
 
 void TlsStream::Shutdown() {

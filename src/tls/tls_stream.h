@@ -52,8 +52,13 @@ class TlsStream {
   IoResult Handshake();
   // Reads decrypted bytes into buf; *n is set on kDone.
   IoResult Read(uint8_t* buf, size_t cap, size_t* n);
-  // Encrypts `len` bytes; the records are appended to `outbound`. False on a fatal error.
-  bool Write(const uint8_t* data, size_t len);
+  // Encrypts `len` bytes; the records are appended to `outbound`. kWantRead: OpenSSL must read
+  // first (a post-handshake message is being processed); nothing was written, and the caller
+  // retries with the same bytes (more may be appended) after the next received ciphertext.
+  // kFailed on a fatal error.
+  IoResult TryWrite(const uint8_t* data, size_t len);
+  // TryWrite for callers that treat kWantRead as failure (the bench tools). False unless kDone.
+  bool Write(const uint8_t* data, size_t len) { return TryWrite(data, len) == IoResult::kDone; }
   // Queues a close_notify alert.
   void Shutdown();
 
@@ -67,6 +72,8 @@ class TlsStream {
   // An SSL on `ctx` wired to our BIO, role not yet set.
   static std::unique_ptr<TlsStream> NewSession(SSL_CTX* ctx, std::vector<uint8_t>* outbound);
   IoResult MapError(int rc, const char* what);
+  // RFC 7858 §4.2: whether a certificate the server presented has a pinned SPKI.
+  bool MatchesPin() const;
   static int BioRead(BIO* bio, char* out, int len);
   static int BioWrite(BIO* bio, const char* in, int len);
   static long BioCtrl(BIO* bio, int cmd, long num, void* ptr);  // NOLINT(runtime/int)
@@ -79,6 +86,7 @@ class TlsStream {
   size_t in_off_ = 0;
   bool is_established_ = false;
   std::string error_;
+  const std::vector<std::string>* spki_pins_ = nullptr;  // the context's; empty: no pinning
 };
 
 }  // namespace dotproxy::tls

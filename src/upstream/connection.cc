@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "base/check.h"
+#include "dns/edns.h"
 #include "dns/header.h"
 #include "net/sockets.h"
 
@@ -21,6 +22,8 @@ Connection::Connection(uint32_t index, uint32_t server, uint32_t max_inflight,
 absl::Status Connection::StartConnect(core::Reactor& reactor, const base::SocketAddress& addr) {
   DCHECK(state_ == State::kIdle || state_ == State::kFree);
   ++generation_;
+  recent_count_ = 0;
+  recent_next_ = 0;
   auto fd = net::CreateTcpClientSocket(addr);
   if (!fd.ok()) {
     return fd.status();
@@ -67,23 +70,59 @@ void Connection::SetInput(const uint8_t* data, size_t len, int64_t now_ms) {
   tls_->SetInput(data, len);
 }
 
-void Connection::QueueQuery(std::span<const uint8_t> query, uint16_t id) {
+bool Connection::WasRecentlyReleased(uint16_t id) const {
+  for (uint32_t i = 0; i < recent_count_; ++i) {
+    if (recent_ids_[i] == id) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Connection::MayBeResponse(std::span<const uint8_t> start) const {
+  if (start.size() < dns::kFlagsOffset + 2) {
+    return true;
+  }
+  uint32_t slot = 0;
+  const uint16_t id = dns::GetId(start.data());
+  return dns::IsResponse(start.data()) && (ids_.Lookup(id, &slot) || WasRecentlyReleased(id));
+}
+
+bool Connection::QueueQuery(std::span<const uint8_t> query, uint16_t id, bool pad) {
   DCHECK(is_alive());
   const size_t offset = plain_pending_.size();
+  if (pad) {
+    // RFC 7830 / RFC 8467: on the encrypted leg every query is a multiple of 128 bytes, so its
+    // size says little about the name.
+    plain_pending_.resize(offset + 2 + query.size() + dns::kMaxPaddingGrowth);
+    uint8_t* frame = plain_pending_.data() + offset;
+    const size_t n = dns::PadQuery(query.data(), query.size(), frame + 2,
+                                   query.size() + dns::kMaxPaddingGrowth);
+    if (n > 0) {
+      plain_pending_.resize(offset + 2 + n);
+      dns::WriteLengthPrefix(frame, n);
+      dns::SetId(frame + 2, id);
+      return true;
+    }
+  }
   plain_pending_.resize(offset + 2 + query.size());
   dns::WriteLengthPrefix(plain_pending_.data() + offset, query.size());
   memcpy(plain_pending_.data() + offset + 2, query.data(), query.size());
   dns::SetId(plain_pending_.data() + offset + 2, id);
+  return false;
 }
 
 bool Connection::WriteQueued() {
   if (state_ != State::kReady || plain_pending_.empty()) {
     return true;
   }
-  const bool is_written = tls_->Write(plain_pending_.data(), plain_pending_.size());
+  const tls::IoResult r = tls_->TryWrite(plain_pending_.data(), plain_pending_.size());
+  if (r == tls::IoResult::kWantRead) {
+    return true;  // kept queued: the pool writes again after the next recv
+  }
   plain_pending_.clear();
   net::ReleaseIfLarge(plain_pending_);
-  return is_written;
+  return r == tls::IoResult::kDone;
 }
 
 void Connection::StartSend(core::Reactor& reactor) {
@@ -91,11 +130,16 @@ void Connection::StartSend(core::Reactor& reactor) {
     return;
   }
   send_op_.generation = generation_;
-  output_.Start(reactor.ring(), &send_op_, fd_.get());
+  if (output_.Start(reactor.ring(), &send_op_, fd_.get())) {
+    send_progress_ms_ = reactor.now_ms();
+  }
 }
 
 net::SendQueue::Result Connection::OnSendCompleted(core::Reactor& reactor, int res) {
   const bool is_aborting = state_ == State::kClosing && !is_graceful_close_;
+  if (res > 0) {
+    send_progress_ms_ = reactor.now_ms();
+  }
   return output_.OnComplete(reactor.ring(), &send_op_, fd_.get(), is_aborting ? -ECANCELED : res);
 }
 
@@ -118,6 +162,14 @@ void Connection::BeginClose(core::Reactor& reactor) {
     } else {
       io_uring_prep_cancel_fd(sqe, fd_.get(), IORING_ASYNC_CANCEL_ALL);
     }
+  }
+}
+
+void Connection::AbortClose(core::Reactor& reactor) {
+  DCHECK(state_ == State::kClosing);
+  is_graceful_close_ = false;
+  if (ops_in_flight() != 0) {
+    io_uring_prep_cancel_fd(reactor.GetSqe(nullptr), fd_.get(), IORING_ASYNC_CANCEL_ALL);
   }
 }
 

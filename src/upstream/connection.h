@@ -15,6 +15,8 @@
 #ifndef DOTPROXY_UPSTREAM_CONNECTION_H_
 #define DOTPROXY_UPSTREAM_CONNECTION_H_
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -57,7 +59,10 @@ class Connection {
     kClosed,      // close_notify from the server
     kFailed,      // TLS error (tls().error() says which)
     kZeroLength,  // a zero-length DNS message: the stream cannot be trusted
+    kDesync,      // a message (or the start of one) that answers no query of ours
   };
+  // Released IDs remembered per connection, so that a late answer is told from a desync.
+  static constexpr uint32_t kRecentIds = 256;
 
   Connection(uint32_t index, uint32_t server, uint32_t max_inflight, const Handlers& handlers);
   Connection(const Connection&) = delete;
@@ -85,6 +90,10 @@ class Connection {
   const tls::TlsStream& tls() const { return *tls_; }
   bool is_graceful_close() const { return is_graceful_close_; }
   bool has_queued_queries() const { return !plain_pending_.empty(); }
+  // A send is in flight, and when it (or the one before it) last made progress: a send that
+  // makes none for write_timeout means the server stopped reading.
+  bool is_sending() const { return output_.is_sending(); }
+  int64_t send_progress_ms() const { return send_progress_ms_; }
 
   // Bookkeeping the pool reads for its decisions.
   int64_t last_used_ms = 0;           // last query sent or response received
@@ -92,6 +101,7 @@ class Connection {
   uint64_t queries_sent = 0;          // since it was (re)used: queries per connection metric
   int64_t last_read_ms = 0;           // when bytes last arrived (half-dead detection)
   uint32_t consecutive_failures = 0;  // connect/handshake failures since the last success
+  uint32_t local_failures = 0;        // socket() failures for lack of local resources, in a row
   bool is_dirty = false;              // on the pool's flush list
 
   // kIdle or kFree → kConnecting: opens a socket and submits the connect. On a socket error
@@ -116,12 +126,27 @@ class Connection {
     }
   }
   // Reads all plaintext available and calls on_response(const uint8_t*, size_t) -> bool for
-  // every whole DNS message.
+  // every whole DNS message; on_response returns false for a message that desynchronizes the
+  // stream, which ends the read with kDesync (as does a partial message that cannot be a
+  // response: see MayBeResponse).
   template <typename Fn>
   ReadResult ReadResponses(std::span<uint8_t> scratch, Fn&& on_response);
 
-  // Appends the query, framed (RFC 7858 §3.3), with `id` in place of the client's.
-  void QueueQuery(std::span<const uint8_t> query, uint16_t id);
+  // An ID of this connection went back to its slot table: a late answer to it is dropped, not
+  // taken for a desync.
+  void NoteReleased(uint16_t id) {
+    recent_ids_[recent_next_] = id;
+    recent_next_ = (recent_next_ + 1) % kRecentIds;
+    recent_count_ = std::min(recent_count_ + 1, kRecentIds);
+  }
+  bool WasRecentlyReleased(uint16_t id) const;
+  // Whether the first bytes of a message (any number; fewer than 4 always pass) can start a
+  // response to this connection: QR set and an ID in flight or recently released.
+  bool MayBeResponse(std::span<const uint8_t> start) const;
+
+  // Appends the query, framed (RFC 7858 §3.3), with `id` in place of the client's; with `pad`,
+  // padded to a 128-byte block (dns::PadQuery). Returns whether it was padded.
+  bool QueueQuery(std::span<const uint8_t> query, uint16_t id, bool pad);
   // One SSL_write of every frame queued (when ready): one record, one send. False on a TLS
   // failure, which the pool turns into a connection failure.
   bool WriteQueued();
@@ -132,8 +157,11 @@ class Connection {
   // Queues close_notify; the close that follows lets it go out.
   void BeginGracefulClose();
   // → kClosing: drops queued queries and partial responses, and cancels what is in flight (all
-  // of it, or only the recv after BeginGracefulClose so that close_notify still goes out).
+  // of it, or only the recv after BeginGracefulClose so that close_notify still goes out; the
+  // pool bounds that wait with the timer and then calls AbortClose).
   void BeginClose(core::Reactor& reactor);
+  // A graceful close whose send is stuck: cancel everything, as a plain close would have.
+  void AbortClose(core::Reactor& reactor);
   // kClosing with nothing in flight → kFree (socket and TLS released). True if it got there.
   bool FinishCloseIfIdle();
   // kFree or kConnecting-failed → kIdle, waiting for a timer.
@@ -157,11 +185,15 @@ class Connection {
   bool is_connect_pending_ = false;
   bool is_recv_pending_ = false;
   bool is_graceful_close_ = false;   // stale close: close_notify goes out before the socket closes
+  int64_t send_progress_ms_ = 0;     // a send started from idle, or the last one made progress
   net::SendQueue output_;            // ciphertext; the TLS BIO appends to output_.pending()
   std::vector<uint8_t> plain_pending_;  // framed queries waiting for the next SSL_write
   dns::FrameReader reader_;          // plaintext responses, split anywhere
   core::Timer timer_;                // connect/handshake deadline, stale close, reconnect
   dns::IdSlotTable ids_;
+  std::array<uint16_t, kRecentIds> recent_ids_{};  // ring of the last IDs released
+  uint32_t recent_next_ = 0;
+  uint32_t recent_count_ = 0;
 };
 
 template <typename Fn>
@@ -178,9 +210,18 @@ Connection::ReadResult Connection::ReadResponses(std::span<uint8_t> scratch, Fn&
     if (r == tls::IoResult::kFailed) {
       return ReadResult::kFailed;
     }
-    if (reader_.Feed(scratch.data(), n, on_response) == dns::FrameResult::kZeroLength) {
+    const dns::FrameResult fed = reader_.Feed(scratch.data(), n, on_response);
+    if (fed == dns::FrameResult::kZeroLength) {
       return ReadResult::kZeroLength;
     }
+    if (fed == dns::FrameResult::kPaused) {
+      return ReadResult::kDesync;
+    }
+  }
+  // Garbage that does not parse as framing usually reads as a huge length; the bytes behind it
+  // show at once that no response starts there, instead of after the next 64 KiB.
+  if (state_ == State::kReady && !MayBeResponse(reader_.partial_message())) {
+    return ReadResult::kDesync;
   }
   return ReadResult::kWantMore;
 }

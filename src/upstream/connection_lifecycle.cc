@@ -19,8 +19,15 @@ constexpr int64_t kMinHealthyLifetimeMs = 1000;
 constexpr uint32_t kMaxImmediateReconnects = 2;
 constexpr int64_t kReconnectBaseMs = 100;
 constexpr int64_t kReconnectCapMs = 10'000;
+// A retired connection's close_notify that cannot go out within this is abandoned.
+constexpr int64_t kStuckCloseMs = 1000;
 
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
+// Out of fds, socket buffers or memory on this machine: not the server's fault (issue 9).
+bool IsLocalResourceError(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
 
 }  // namespace
 
@@ -59,6 +66,17 @@ void ConnectionPool::Connect(uint32_t conn) {
   }
   const config::ServerConfig& sc = *servers_[c.server()].config;
   const absl::Status started = c.StartConnect(reactor_, sc.addr);
+  // Of the errors socket() can return, ErrnoToStatus maps exactly EMFILE, ENFILE, ENOBUFS and
+  // ENOMEM to this code.
+  if (absl::IsResourceExhausted(started)) {
+    ++counters_.local_resource_errors;
+    LOG_EVERY_N_SEC(kError, 1, "upstream %s: %s: a local resource limit, not a server failure; "
+                    "retrying", sc.addr_text, started.ToString());
+    c.SetIdle();
+    ScheduleLocalRetry(c);
+    return;
+  }
+  c.local_failures = 0;
   if (!started.ok()) {
     LOG_EVERY_N_SEC(kError, 1, "upstream %s: %s", sc.addr_text, started.ToString());
     ++counters_.connect_failures;
@@ -84,6 +102,11 @@ void ConnectionPool::OnConnectDone(const core::Operation& op, const io_uring_cqe
   c.OnConnectCompleted();
   if (c.state() != Connection::State::kConnecting) {
     FinishClose(op.index);
+    return;
+  }
+  if (cqe.res < 0 && IsLocalResourceError(-cqe.res)) {
+    ++counters_.local_resource_errors;
+    FailConnection(op.index, strerror(-cqe.res), Cause::kLocalResource);
     return;
   }
   if (cqe.res < 0) {
@@ -128,7 +151,8 @@ void ConnectionPool::OnRecvDone(const core::Operation& op, const io_uring_cqe& c
   }
   if (cqe.res <= 0 || !has_buffer) {
     FailConnection(op.index,
-                   cqe.res == 0 ? "connection closed by the server" : strerror(-cqe.res));
+                   cqe.res == 0 ? "connection closed by the server" : strerror(-cqe.res),
+                   Cause::kServer);
     return;
   }
   c.SetInput(buffers_->buffer(bid), static_cast<size_t>(cqe.res), reactor_.now_ms());
@@ -164,17 +188,29 @@ void ConnectionPool::DriveTls(Connection& c) {
     case Connection::ReadResult::kWantMore:
       break;
     case Connection::ReadResult::kClosed:
-      FailConnection(c.index(), "close_notify from the server");
+      FailConnection(c.index(), "close_notify from the server", Cause::kServer);
       return;
     case Connection::ReadResult::kFailed:
-      FailConnection(c.index(), c.tls().error().c_str());
+      FailConnection(c.index(), c.tls().error().c_str(), Cause::kServer);
       return;
     case Connection::ReadResult::kZeroLength:
-      FailConnection(c.index(), "zero-length DNS message");
+      FailConnection(c.index(), "zero-length DNS message", Cause::kServer);
+      return;
+    case Connection::ReadResult::kDesync:
+      // The framing can no longer be trusted: every later byte might be misread. Close now and
+      // re-send what was in flight, rather than let each query wait for its timeout.
+      ++counters_.desyncs;
+      FailConnection(c.index(), "desynchronized: a message that answers no query in flight",
+                     Cause::kServer);
       return;
   }
-  // TLS may have produced records while reading (alerts, key updates): send them now.
+  // TLS may have produced records while reading (alerts, key updates): send them now. Queries
+  // whose write had to wait for this read go out in this iteration's flush.
   c.StartSend(reactor_);
+  ArmWriteDeadline(c);
+  if (c.is_ready() && c.has_queued_queries()) {
+    MarkDirty(c);
+  }
 }
 
 void ConnectionPool::OnReady(Connection& c) {
@@ -210,10 +246,16 @@ void ConnectionPool::OnReady(Connection& c) {
 
 bool ConnectionPool::OnMessage(Connection& c, const uint8_t* msg, size_t len) {
   uint32_t slot = 0;
-  if (len < dns::kHeaderSize || !c.ids().Lookup(dns::GetId(msg), &slot)) {
+  if (len < dns::kHeaderSize || !dns::IsResponse(msg)) {
+    return false;  // not a response at all: desynchronized
+  }
+  if (!c.ids().Lookup(dns::GetId(msg), &slot)) {
+    if (!c.WasRecentlyReleased(dns::GetId(msg))) {
+      return false;  // answers nothing we sent: desynchronized
+    }
     ++counters_.unknown_id;
     ++counters_.server(c.server()).dropped_answers;
-    LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: dropped a response with an unknown or stale id",
+    LOG_EVERY_N_SEC(kInfo, 1, "upstream %s: dropped a late response (its query is gone)",
                     servers_[c.server()].config->addr_text);
     return true;
   }
@@ -260,9 +302,10 @@ void ConnectionPool::OnSendDone(const core::Operation& op, const io_uring_cqe& c
     return;
   }
   c.StartSend(reactor_);
+  ArmWriteDeadline(c);
 }
 
-void ConnectionPool::FailConnection(uint32_t conn, const char* reason) {
+void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cause) {
   Connection& c = *conns_[conn];
   if (c.state() == Connection::State::kClosing || c.state() == Connection::State::kFree) {
     return;
@@ -275,12 +318,13 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason) {
   const bool is_graceful = c.is_graceful_close();
   // A healthy connection that lived a while and was closed (idle close by the server, our stale
   // close, a reset mid-query) is replaced at once; set-up failures and short lives back off.
-  const bool is_failure =
-      !is_graceful && (!was_ready || now_ms - c.ready_since_ms < kMinHealthyLifetimeMs);
+  const bool is_failure = !is_graceful && cause != Cause::kLocalResource &&
+                          (!was_ready || now_ms - c.ready_since_ms < kMinHealthyLifetimeMs);
   // A connection that was carrying queries is replaced at once even if short-lived, so its
   // queries can be re-sent; only repeated short lives back off.
   const bool reconnect_now =
-      !is_failure || (was_ready && c.consecutive_failures + 1 <= kMaxImmediateReconnects);
+      (!is_failure && cause != Cause::kLocalResource) ||
+      (was_ready && c.consecutive_failures + 1 <= kMaxImmediateReconnects);
   if (is_failure && !reconnect_now) {
     OnServerConnectFailure(server_index);
   }
@@ -303,8 +347,13 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason) {
   c.queries_sent = 0;
   // The queries on this connection lose their attempt here, and are re-sent elsewhere (or
   // failed) once it is out of the pool.
-  const std::vector<uint32_t> orphans = DetachQueries(c);
+  const std::vector<uint32_t> orphans = DetachQueries(c, cause == Cause::kServer);
   c.BeginClose(reactor_);
+  if (c.is_graceful_close() && c.is_sending()) {
+    // close_notify waits behind a send; a server that stopped reading must not keep the fd.
+    const int64_t write_timeout = Millis(server.config->write_timeout);
+    reactor_.timers().Schedule(&c.timer(), now_ms + (write_timeout > 0 ? write_timeout : 1000));
+  }
   // Put a fresh connection in this one's place in the pool.
   uint32_t replacement;
   if (!server.spare.empty()) {
@@ -329,14 +378,14 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason) {
   }
 }
 
-std::vector<uint32_t> ConnectionPool::DetachQueries(Connection& c) {
+std::vector<uint32_t> ConnectionPool::DetachQueries(Connection& c, bool by_server) {
   std::vector<std::pair<uint16_t, uint32_t>> lost;
   c.ids().ForEach([&](uint16_t id, uint32_t slot) { lost.emplace_back(id, slot); });
   std::vector<uint32_t> slots;
   slots.reserve(lost.size());
   for (const auto& [id, slot] : lost) {
     Release(c.index(), id);
-    owner_.OnAttemptLost(slot, c.index());
+    owner_.OnAttemptLost(slot, c.index(), by_server);
     slots.push_back(slot);
   }
   return slots;
@@ -355,12 +404,16 @@ void ConnectionPool::RetireConnection(uint32_t conn) {
   if (c.state() == Connection::State::kClosing || c.state() == Connection::State::kFree) {
     return;
   }
-  const std::vector<uint32_t> orphans = DetachQueries(c);
+  const std::vector<uint32_t> orphans = DetachQueries(c, /*by_server=*/false);
   if (c.is_ready()) {
     c.BeginGracefulClose();
     c.StartSend(reactor_);
   }
   c.BeginClose(reactor_);
+  if (c.is_graceful_close() && c.is_sending()) {
+    // As in FailConnection: a close_notify stuck behind a send is aborted (kClosing timer).
+    reactor_.timers().Schedule(&c.timer(), reactor_.now_ms() + kStuckCloseMs);
+  }
   FinishClose(conn);
   RefreshServerViews();
   for (uint32_t slot : orphans) {
@@ -370,8 +423,11 @@ void ConnectionPool::RetireConnection(uint32_t conn) {
 
 void ConnectionPool::FinishClose(uint32_t conn) {
   Connection& c = *conns_[conn];
-  if (c.FinishCloseIfIdle() && c.server() != Connection::kNoServer) {
-    servers_[c.server()].spare.push_back(conn);
+  if (c.FinishCloseIfIdle()) {
+    reactor_.timers().Cancel(&c.timer());
+    if (c.server() != Connection::kNoServer) {
+      servers_[c.server()].spare.push_back(conn);
+    }
   }
 }
 
@@ -396,6 +452,16 @@ void ConnectionPool::ScheduleReconnect(uint32_t conn, bool immediately) {
   reactor_.timers().Schedule(&c.timer(), reactor_.now_ms() + delay);
 }
 
+void ConnectionPool::ScheduleLocalRetry(Connection& c) {
+  // Short and capped: the limit may lift any moment (a client closes), and retrying costs one
+  // failed socket() call.
+  const uint32_t exponent = std::min<uint32_t>(c.local_failures, 4);
+  ++c.local_failures;
+  const int64_t delay = kReconnectBaseMs << exponent;
+  reactor_.timers().Schedule(&c.timer(),
+                             reactor_.now_ms() + absl::Uniform<int64_t>(rng_, delay / 2, delay + 1));
+}
+
 void ConnectionPool::OnConnectionTimer(core::Timer* timer) {
   Connection& c = *static_cast<Connection*>(timer->owner);
   const uint32_t conn = c.index();
@@ -416,27 +482,61 @@ void ConnectionPool::OnConnectionTimer(core::Timer* timer) {
       FailConnection(conn, "handshake timeout");
       break;
     case Connection::State::kReady: {
-      const int64_t stale = Millis(servers_[c.server()].config->stale_timeout);
-      if (stale <= 0) {
+      const config::ServerConfig& sc = *servers_[c.server()].config;
+      const int64_t write_timeout = Millis(sc.write_timeout);
+      if (write_timeout > 0 && c.is_sending() && now_ms - c.send_progress_ms() >= write_timeout) {
+        // The server stopped reading: ciphertext piles up behind a send that never completes.
+        // Its queries are re-sent on the replacement (or elsewhere).
+        ++counters_.write_timeouts;
+        FailConnection(conn, "write timeout: the server stopped reading");
         break;
       }
-      if (c.ids().in_use() == 0 && !c.has_queued_queries() && now_ms - c.last_used_ms >= stale) {
-        // Close before the server does (Cloudflare: ~10 s), so the next query never meets a dead
-        // socket; the replacement connects at once and resumes the TLS session.
-        ++counters_.stale_closed;
-        ++counters_.server(c.server()).stale_closed;
-        c.BeginGracefulClose();
-        c.StartSend(reactor_);
-        FailConnection(conn, "stale");
-        break;
+      const int64_t stale = Millis(sc.stale_timeout);
+      int64_t next = INT64_MAX;
+      if (stale > 0) {
+        if (c.ids().in_use() == 0 && !c.has_queued_queries() &&
+            now_ms - c.last_used_ms >= stale) {
+          // Close before the server does (Cloudflare: ~10 s), so the next query never meets a
+          // dead socket; the replacement connects at once and resumes the TLS session.
+          ++counters_.stale_closed;
+          ++counters_.server(c.server()).stale_closed;
+          c.BeginGracefulClose();
+          c.StartSend(reactor_);
+          FailConnection(conn, "stale");
+          break;
+        }
+        next = c.ids().in_use() == 0 ? c.last_used_ms + stale : now_ms + stale;
       }
-      const int64_t next = c.ids().in_use() == 0 ? c.last_used_ms + stale : now_ms + stale;
-      reactor_.timers().Schedule(&c.timer(), std::max(next, now_ms + 1));
+      if (write_timeout > 0 && c.is_sending()) {
+        next = std::min(next, c.send_progress_ms() + write_timeout);
+      }
+      if (next != INT64_MAX) {
+        reactor_.timers().Schedule(&c.timer(), std::max(next, now_ms + 1));
+      }
       break;
     }
     case Connection::State::kClosing:
+      // A graceful close whose close_notify (or the send before it) never went out.
+      ++counters_.write_timeouts;
+      c.AbortClose(reactor_);
+      break;
     case Connection::State::kFree:
       break;
+  }
+}
+
+void ConnectionPool::ArmWriteDeadline(Connection& c) {
+  // Only a ready connection: before that its timer is the connect or handshake deadline.
+  if (!c.is_ready() || !c.is_sending()) {
+    return;
+  }
+  const int64_t write_timeout = Millis(servers_[c.server()].config->write_timeout);
+  if (write_timeout <= 0) {
+    return;
+  }
+  const int64_t deadline = c.send_progress_ms() + write_timeout;
+  if (!c.timer().is_armed || c.timer().expiry_ms > deadline) {
+    reactor_.timers().Schedule(&c.timer(), deadline);
   }
 }
 
@@ -451,6 +551,7 @@ void ConnectionPool::OnServerConnectFailure(uint32_t server) {
         s.health.next_probe_ms() - now_ms);
     RefreshServerViews();
     ArmProbeTimer(server);
+    MoveBacklog(server);
   }
 }
 
@@ -467,6 +568,20 @@ void ConnectionPool::OnServerDown(uint32_t server) {
   }
   RefreshServerViews();
   ArmProbeTimer(server);
+  MoveBacklog(server);
+}
+
+void ConnectionPool::MoveBacklog(uint32_t server) {
+  // A down server answers nothing until its probe succeeds: the queries waiting for one of its
+  // IDs go to another server now (or fail at once when none is up), not at their deadline.
+  std::deque<uint32_t>& backlog = servers_[server].backlog;
+  const size_t count = backlog.size();
+  for (size_t i = 0; i < count && !backlog.empty(); ++i) {
+    const uint32_t slot = backlog.front();
+    backlog.pop_front();
+    ++counters_.backlog_moved;
+    owner_.OnBacklogReady(slot);
+  }
 }
 
 void ConnectionPool::ArmProbeTimer(uint32_t server) {

@@ -69,6 +69,8 @@ absl::Status ConnectionPool::InitServer(uint32_t s) {
   HealthOptions health;
   health.backoff_initial_ms = Millis(config_.upstream.backoff_initial);
   health.backoff_max_ms = Millis(config_.upstream.backoff_max);
+  // One timer pass's worth of timeouts is one piece of evidence (issue 9).
+  health.timeout_interval_ms = Millis(sc.read_timeout) > 0 ? Millis(sc.read_timeout) : 1000;
   server.health = ServerHealth(health);
   server.probe_timer.owner = &server;
   server.probe_timer.kind = probe_timer_kind_;
@@ -78,6 +80,7 @@ absl::Status ConnectionPool::InitServer(uint32_t s) {
                         absl::StrCat("upstream ", sc.addr_text, ": ", tls.status().message()));
   }
   server.tls = std::move(tls).value();
+  server.tls->set_spki_pins(sc.spki_pins);
   const uint32_t share = PoolShare(sc);
   for (uint32_t i = 0; i < share; ++i) {
     server.conns.push_back(NewConnection(s));
@@ -128,8 +131,8 @@ ConnectionPool::SendResult ConnectionPool::Send(uint32_t slot, std::span<const u
     RefreshServerViews();
   }
   // RFC 7858 §3.3 / RFC 7766 §6.2.1.1: pipeline; the rewritten ID tells the answers apart.
-  c.QueueQuery(query, id);
-  *attempt = {static_cast<uint32_t>(ci), id, server};
+  const bool is_padded = c.QueueQuery(query, id, servers_[server].config->edns_padding);
+  *attempt = {static_cast<uint32_t>(ci), id, server, is_padded};
   ++servers_[server].outstanding;
   views_[server].outstanding = servers_[server].outstanding;
   counters_.server(server).inflight.Set(servers_[server].outstanding);
@@ -149,6 +152,7 @@ void ConnectionPool::Release(uint32_t conn, uint16_t id) {
   if (c.server() == Connection::kNoServer) {
     return;  // its server was removed by a reload
   }
+  c.NoteReleased(id);
   Server& server = servers_[c.server()];
   --server.outstanding;
   views_[c.server()].outstanding = server.outstanding;
@@ -325,6 +329,7 @@ bool ConnectionPool::Flush() {
       continue;
     }
     c.StartSend(reactor_);
+    ArmWriteDeadline(c);
   }
   dirty_.clear();
   return had_backlog || had_dirty;

@@ -42,8 +42,9 @@ class QueryOwner {
   virtual bool OnResponse(uint32_t slot, uint32_t conn, uint16_t id, const uint8_t* msg,
                           size_t len, int64_t* sent_ns) = 0;
   // Connection `conn`, which carried an attempt of `slot`, is gone; its ID is already released.
-  // The owner forgets the attempt and must not call Release() for it.
-  virtual void OnAttemptLost(uint32_t slot, uint32_t conn) = 0;
+  // The owner forgets the attempt and must not call Release() for it. `by_server`: the server
+  // closed, reset or broke the stream (not our own recycling), which the query may have caused.
+  virtual void OnAttemptLost(uint32_t slot, uint32_t conn, bool by_server) = 0;
   // Called once per query after the OnAttemptLost calls of one connection failure, once the
   // connection has been replaced: re-send the query or fail it.
   virtual void OnLostAttemptsDone(uint32_t slot) = 0;
@@ -53,11 +54,13 @@ class QueryOwner {
 
 class ConnectionPool {
  public:
-  // Where a query went: connection, rewritten ID and server.
+  // Where a query went: connection, rewritten ID and server, and whether the pool padded it
+  // (then dns::StripPadding undoes that on the answer).
   struct Attempt {
     uint32_t conn = 0;
     uint16_t id = 0;
     int32_t server = -1;
+    bool is_padded = false;
   };
   enum class SendResult : uint8_t {
     kSent,      // *attempt describes it
@@ -139,14 +142,27 @@ class ConnectionPool {
   void DriveTls(Connection& c);
   void OnReady(Connection& c);
   bool OnMessage(Connection& c, const uint8_t* msg, size_t len);
-  void FailConnection(uint32_t conn, const char* reason);
-  // Releases every query in flight on `c` and tells the owner it lost them; returns their slots,
-  // for OnLostAttemptsDone once the connection is out of the pool.
-  std::vector<uint32_t> DetachQueries(Connection& c);
+  // Who ended a connection, for the queries it carried (see QueryOwner::OnAttemptLost).
+  enum class Cause : uint8_t {
+    kOurs,           // we recycle it (stale, half-dead, server down, write timeout)
+    kServer,         // the server closed, reset or broke the stream
+    kLocalResource,  // out of local resources (ENOBUFS, ENOMEM): not the server's fault
+  };
+  void FailConnection(uint32_t conn, const char* reason, Cause cause = Cause::kOurs);
+  // Releases every query in flight on `c` and tells the owner it lost them (`by_server`: the
+  // server ended the connection); returns their slots, for OnLostAttemptsDone once the
+  // connection is out of the pool.
+  std::vector<uint32_t> DetachQueries(Connection& c, bool by_server);
   void FinishClose(uint32_t conn);
   void ScheduleReconnect(uint32_t conn, bool immediately);
+  // Brings a ready connection's timer forward to when its send in flight exceeds write_timeout.
+  void ArmWriteDeadline(Connection& c);
   void OnServerConnectFailure(uint32_t server);
   void OnServerDown(uint32_t server);
+  // Hands every query in a (now down) server's backlog back to the owner to send elsewhere.
+  void MoveBacklog(uint32_t server);
+  // Retries a connect that failed for lack of local resources (EMFILE...), after a short backoff.
+  void ScheduleLocalRetry(Connection& c);
   void ArmProbeTimer(uint32_t server);
   // Releases one ID on `c` and the server's outstanding count, without telling the owner.
   void ReleaseId(Connection& c, uint16_t id);

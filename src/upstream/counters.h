@@ -41,7 +41,12 @@ struct ABSL_CACHELINE_ALIGNED ServerCounters {
 };
 
 struct UpstreamCounters {
-  Counter unknown_id;  // responses dropped: unknown or stale ID
+  Counter unknown_id;             // late responses dropped: their ID was recently released
+  Counter desyncs;                // connections closed: a message that answers no query
+  Counter write_timeouts;         // connections closed: a send made no progress for write_timeout
+  Counter local_resource_errors;  // connects failed for lack of local fds/memory (EMFILE...)
+  Counter backlog_moved;          // queued queries handed back when their server went down
+  Counter quarantined;            // SERVFAIL: the query was on two connections the server closed
   Counter mismatch;    // responses dropped: question differs
   Counter connects;
   Counter connect_failures;

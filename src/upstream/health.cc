@@ -49,6 +49,7 @@ ServerHealth::ServerHealth(const HealthOptions& options) : options_(options) {
   options_.backoff_max_ms = std::max(options_.backoff_max_ms, options_.backoff_initial_ms);
   options_.connect_failures_to_down = std::max<uint32_t>(options_.connect_failures_to_down, 1);
   options_.query_timeouts_to_down = std::max<uint32_t>(options_.query_timeouts_to_down, 1);
+  options_.timeout_interval_ms = std::max<int64_t>(options_.timeout_interval_ms, 1);
 }
 
 bool ServerHealth::OnConnectFailure(int64_t now_ms, Rng& rng) {
@@ -69,14 +70,18 @@ bool ServerHealth::OnConnectFailure(int64_t now_ms, Rng& rng) {
 }
 
 bool ServerHealth::OnQueryTimeout(int64_t now_ms, Rng& rng) {
-  if (query_timeouts_ < UINT32_MAX) {
-    ++query_timeouts_;
-  }
   if (is_down_) {
     if (is_probing_) {
       ProbeFailed(now_ms, rng);
     }
     return false;
+  }
+  if (query_timeouts_ > 0 && now_ms - last_timeout_ms_ < options_.timeout_interval_ms) {
+    return false;  // the same interval's evidence
+  }
+  last_timeout_ms_ = now_ms;
+  if (query_timeouts_ < UINT32_MAX) {
+    ++query_timeouts_;
   }
   if (query_timeouts_ < options_.query_timeouts_to_down) {
     return false;
@@ -87,6 +92,7 @@ bool ServerHealth::OnQueryTimeout(int64_t now_ms, Rng& rng) {
 
 bool ServerHealth::OnConnected(int64_t now_ms) {
   connect_failures_ = 0;
+  query_timeouts_ = 0;
   if (!Restore(now_ms)) {
     return false;
   }

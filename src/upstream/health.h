@@ -34,7 +34,10 @@ struct HealthOptions {
   int64_t backoff_initial_ms = 250;       // first down period; clamped to >= 1
   int64_t backoff_max_ms = 30'000;        // cap of the doubling; clamped to >= backoff_initial_ms
   uint32_t connect_failures_to_down = 1;  // consecutive connect/handshake failures; >= 1
-  uint32_t query_timeouts_to_down = 3;    // consecutive query timeouts without an answer; >= 1
+  uint32_t query_timeouts_to_down = 3;    // query timeouts without an answer; >= 1
+  // Query timeouts count at most once per interval: many slow queries whose timers fire
+  // together are one piece of evidence, not many. Clamped to >= 1.
+  int64_t timeout_interval_ms = 1000;
 };
 
 // backoff_initial_ms doubled `exponent` times, never above backoff_max_ms. Never overflows,
@@ -56,14 +59,16 @@ class ServerHealth {
   //
   // A TCP connect or TLS handshake failed or timed out (certificate rejection included).
   bool OnConnectFailure(int64_t now_ms, Rng& rng);
-  // A query attempt got no answer within its timeout.
+  // A query attempt got no answer within its timeout. Counts only if no timeout was counted in
+  // the last timeout_interval_ms (see HealthOptions).
   bool OnQueryTimeout(int64_t now_ms, Rng& rng);
 
   // Success reports. Each returns true when it brought the server back up.
   //
-  // A TLS handshake completed. Restores a down server, but keeps the backoff exponent and the
-  // count of query timeouts: until it answers a query, one more timeout takes it down again with
-  // a longer backoff (a server that accepts TLS but drops queries backs off like a dead one).
+  // A TLS handshake completed. Restores a down server and clears the failure counts, but keeps
+  // the backoff exponent: until it answers a query, going down again doubles the backoff (a
+  // server that accepts TLS but drops queries backs off like a dead one). Clearing the timeout
+  // count means a handshake cannot leave a healthy server one slow query away from down.
   bool OnConnected(int64_t now_ms);
   // A matched answer arrived `latency_us` after its attempt was sent. Clears every failure count
   // and the backoff, and feeds the latency EWMA.
@@ -102,6 +107,7 @@ class ServerHealth {
   uint32_t exponent_ = 0;        // doublings of backoff_initial_ms in the current down period
   uint32_t connect_failures_ = 0;
   uint32_t query_timeouts_ = 0;
+  int64_t last_timeout_ms_ = 0;  // when the last counted query timeout was
   int64_t backoff_ms_ = 0;
   int64_t next_probe_ms_ = 0;
   int64_t up_since_ms_ = 0;  // when the last down period ended

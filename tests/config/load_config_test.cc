@@ -76,6 +76,8 @@ void ExpectServerDefaults(const ServerConfig& server) {
   EXPECT_EQ(server.ca_file, defaults.ca_file);
   EXPECT_EQ(server.max_inflight, defaults.max_inflight);
   EXPECT_EQ(server.weight, defaults.weight);
+  EXPECT_EQ(server.edns_padding, defaults.edns_padding);
+  EXPECT_EQ(server.spki_pins, defaults.spki_pins);
 }
 
 class LoadConfigTest : public ::testing::Test {
@@ -238,6 +240,31 @@ TEST_F(LoadConfigTest, MinimalConfigUsesDefaults) {
   ASSERT_EQ(config.upstream.servers.size(), 1u);
   ExpectServerDefaults(config.upstream.servers[0]);
   EXPECT_EQ(config.server.workers, 0u);
+}
+
+TEST_F(LoadConfigTest, EdnsPaddingAndSpkiPins) {
+  const std::string pin(32, 'p');
+  const std::string pin_text = "cHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHA=";  // base64 of pin
+  ASSERT_OK_AND_ASSIGN(const Config config,
+                       Load(absl::StrCat(kMinimal, "      edns_padding: false\n      spki_pins: [\"",
+                                         pin_text, "\", \"", pin_text, "\"]\n")));
+  const ServerConfig& server = config.upstream.servers[0];
+  EXPECT_FALSE(server.edns_padding);
+  EXPECT_EQ(server.spki_pins, (std::vector<std::string>{pin, pin}));
+  ASSERT_OK_AND_ASSIGN(const Config defaults, Load(kMinimal));
+  EXPECT_TRUE(defaults.upstream.servers[0].edns_padding);
+  EXPECT_TRUE(defaults.upstream.servers[0].spki_pins.empty());
+}
+
+TEST_F(LoadConfigTest, BadSpkiPins) {
+  const std::string head = kMinimal;
+  ExpectErrorPrefix(head + "      spki_pins: abc\n", 8, 18,
+                    "upstream.servers[0].spki_pins: expected a sequence");
+  ExpectError(head + "      spki_pins: [\"bm90IDMyIGJ5dGVz\"]\n", 8, 19,
+              "upstream.servers[0].spki_pins[0]: expected the base64 of a 32-byte SHA-256 digest, "
+              "got \"bm90IDMyIGJ5dGVz\"");
+  ExpectErrorPrefix(head + "      spki_pins: [\"%%%\"]\n", 8, 19,
+                    "upstream.servers[0].spki_pins[0]: expected the base64");
 }
 
 TEST_F(LoadConfigTest, EveryKeySet) {
@@ -424,7 +451,8 @@ upstream:
               8, 7,
               "upstream.servers[0].pool_size: unknown key (allowed: addr, server_name, "
               "connection_pool_size, connect_timeout, handshake_timeout, read_timeout, "
-              "write_timeout, stale_timeout, ca_file, max_inflight, weight)");
+              "write_timeout, stale_timeout, ca_file, max_inflight, weight, edns_padding, "
+              "spki_pins)");
 }
 
 TEST_F(LoadConfigTest, WrongType) {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -55,7 +56,7 @@ TEST(IdSlotTableTest, LookupOfFreeSlotFails) {
 }
 
 TEST(IdSlotTableTest, ReleaseMakesOldIdStale) {
-  IdSlotTable table(4);
+  IdSlotTable table(1);
   uint16_t old_id = 0;
   ASSERT_TRUE(table.Acquire(1, &old_id));
   table.Release(old_id);
@@ -63,11 +64,10 @@ TEST(IdSlotTableTest, ReleaseMakesOldIdStale) {
   uint32_t value = 0;
   EXPECT_FALSE(table.Lookup(old_id, &value));
 
-  // The slot is reused (free slots are a stack) under a new generation.
+  // The only slot is reused under a new generation.
   uint16_t new_id = 0;
   ASSERT_TRUE(table.Acquire(2, &new_id));
   EXPECT_NE(new_id, old_id);
-  EXPECT_EQ(new_id & 3, old_id & 3);
   EXPECT_FALSE(table.Lookup(old_id, &value));
   ASSERT_TRUE(table.Lookup(new_id, &value));
   EXPECT_EQ(value, 2u);
@@ -95,27 +95,71 @@ TEST(IdSlotTableTest, DoubleReleaseIsNoOp) {
 TEST(IdSlotTableTest, IdEncodesGenerationAboveSlotBits) {
   IdSlotTable table(16);  // 4 slot bits, 12 generation bits
   uint16_t id = 0;
-  ASSERT_TRUE(table.Acquire(0, &id));
-  EXPECT_EQ(id, 0);
-  table.Release(id);
+  for (uint32_t slot = 0; slot < 16; ++slot) {
+    ASSERT_TRUE(table.Acquire(0, &id));
+    EXPECT_EQ(id, slot);
+    table.Release(id);
+  }
   ASSERT_TRUE(table.Acquire(0, &id));
   EXPECT_EQ(id, 1 << 4);
 }
 
 TEST(IdSlotTableTest, GenerationWrapsModuloRemainingBits) {
   IdSlotTable table(4096);  // 12 slot bits: 16 generations per slot
-  uint16_t first = 0;
-  ASSERT_TRUE(table.Acquire(0, &first));
-  uint16_t id = first;
-  std::set<uint16_t> seen = {first};
-  for (int i = 0; i < 15; ++i) {
-    table.Release(id);
+  std::vector<uint16_t> slot0_ids;
+  for (uint32_t i = 0; i < 17 * 4096; ++i) {
+    uint16_t id = 0;
     ASSERT_TRUE(table.Acquire(0, &id));
-    EXPECT_TRUE(seen.insert(id).second) << "generation repeated early at " << i;
+    if ((id & 4095) == 0) {
+      slot0_ids.push_back(id);
+    }
+    table.Release(id);
   }
+  ASSERT_EQ(slot0_ids.size(), 17u);
+  EXPECT_EQ(std::set<uint16_t>(slot0_ids.begin(), slot0_ids.begin() + 16).size(), 16u);
+  EXPECT_EQ(slot0_ids[16], slot0_ids[0]);
+}
+
+TEST(IdSlotTableTest, ReleasedSlotIsReusedAfterEveryOtherFreeSlot) {
+  // Issue 9: last-freed-first reuse handed a just-released ID's slot to the very next query, so
+  // a late answer could meet it. Reuse now goes round every free slot first.
+  IdSlotTable table(8);
+  uint16_t held = 0;
+  ASSERT_TRUE(table.Acquire(1, &held));  // slot 0 stays busy
+  uint16_t id = 0;
+  ASSERT_TRUE(table.Acquire(2, &id));    // slot 1
   table.Release(id);
-  ASSERT_TRUE(table.Acquire(0, &id));
-  EXPECT_EQ(id, first);
+  std::vector<uint16_t> next;
+  for (int i = 0; i < 7; ++i) {
+    uint16_t n = 0;
+    ASSERT_TRUE(table.Acquire(3, &n));
+    next.push_back(n & 7);
+  }
+  EXPECT_EQ(next, (std::vector<uint16_t>{2, 3, 4, 5, 6, 7, 1}));
+  EXPECT_TRUE(table.is_full());
+}
+
+TEST(IdSlotTableTest, InterleavedReleasesKeepEveryIdDistinctAndLive) {
+  IdSlotTable table(64);
+  std::vector<uint16_t> live;
+  uint32_t value = 0;
+  for (uint32_t round = 0; round < 5000; ++round) {
+    uint16_t id = 0;
+    if (!table.is_full() && (round % 3 != 2 || live.empty())) {
+      ASSERT_TRUE(table.Acquire(round, &id));
+      live.push_back(id);
+    } else {
+      const size_t victim = (round * 7919u) % live.size();
+      table.Release(live[victim]);
+      EXPECT_FALSE(table.Lookup(live[victim], &value));
+      live.erase(live.begin() + static_cast<ptrdiff_t>(victim));
+    }
+    ASSERT_EQ(table.in_use(), live.size());
+  }
+  EXPECT_EQ(std::set<uint16_t>(live.begin(), live.end()).size(), live.size());
+  for (uint16_t id : live) {
+    EXPECT_TRUE(table.Lookup(id, &value));
+  }
 }
 
 TEST(IdSlotTableTest, SingleSlotUsesAllSixteenBitsForGeneration) {

@@ -121,12 +121,39 @@ def _parse_name(msg: bytes, off: int):
         off += n
 
 
+def _has_padding(rdata: bytes) -> bool:
+    """Whether OPT rdata (read from its RDLENGTH) holds an RFC 7830 padding option."""
+    if len(rdata) < 2:
+        return False
+    n = struct.unpack("!H", rdata[:2])[0]
+    off, end = 2, min(2 + n, len(rdata))
+    while off + 4 <= end:
+        code, size = struct.unpack("!HH", rdata[off:off + 4])
+        if code == 12:
+            return True
+        off += 4 + size
+    return False
+
+
+def query_padding(query: bytes) -> bool:
+    """Whether the query's OPT (if it is the record right after the question) carries padding."""
+    try:
+        _labels, end = _parse_name(query, 12)
+    except ValueError:
+        return False
+    qend = end + 4
+    if len(query) < qend + 11 or query[qend] != 0 or query[qend + 1:qend + 3] != b"\x00\x29":
+        return False
+    return _has_padding(query[qend + 9:])
+
+
 def _txt_rr(ttl: int, strings) -> bytes:
     rdata = b"".join(bytes([len(s)]) + s for s in strings)
     return b"\xc0\x0c" + struct.pack("!HHIH", TYPE_TXT, 1, ttl, len(rdata)) + rdata
 
 
-def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_question=False):
+def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_question=False,
+                   flip_dnssec_bits=False):
     """Returns (response bytes or None to ignore, delay in ms, info string)."""
     if len(query) < 12:
         return None, 0, "short"
@@ -134,7 +161,7 @@ def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_questio
     if flags & 0x8000:
         return None, 0, "qr"
     opcode = (flags >> 11) & 0xF
-    base_flags = 0x8000 | (opcode << 11) | (flags & 0x0100) | 0x0080
+    base_flags = 0x8000 | (opcode << 11) | (flags & 0x0110) | 0x0080  # RD and CD copied
     try:
         if qd != 1:
             raise ValueError("qdcount != 1")
@@ -147,9 +174,15 @@ def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_questio
         return struct.pack("!HHHHHH", qid, base_flags | RCODE_FORMERR, 0, 0, 0, 0), 0, str(e)
 
     opt = b""
+    padded = False
     if ar >= 1 and qend + 11 <= len(query) and query[qend] == 0:
         if struct.unpack("!H", query[qend + 1:qend + 3])[0] == TYPE_OPT:
-            opt = b"\x00" + struct.pack("!HHIH", TYPE_OPT, 1232, 0, 0)
+            ttl = struct.unpack("!I", query[qend + 5:qend + 9])[0]
+            padded = _has_padding(query[qend + 9:])
+            # DO copied (RFC 3225 §3); a padded query gets a padded answer (RFC 8467 §4.1)
+            options = struct.pack("!HH", 12, 20) + bytes(20) if padded else b""
+            do_bit = (ttl & 0x8000) ^ (0x8000 if flip_dnssec_bits else 0)
+            opt = b"\x00" + struct.pack("!HHIH", TYPE_OPT, 1232, do_bit, len(options)) + options
 
     question = query[12:qend]
     if wrong_question:
@@ -192,6 +225,8 @@ def build_response(query: bytes, *, ttl: int = 60, wrong_id=False, wrong_questio
             rid += 1
     elif wrong_id:
         rid = (qid + 1) & 0xFFFF
+    if flip_dnssec_bits:
+        base_flags ^= 0x0010  # CD
     header = struct.pack("!HHHHHH", rid, base_flags | rcode, 1, len(answers), 0, 1 if opt else 0)
     return header + question + b"".join(answers) + opt, delay, _key(labels).decode("latin-1")
 
@@ -214,7 +249,15 @@ _KNOBS = {
     "ignore_queries": False,   # read queries and never answer them
     "ttl": 60,
     "handshake_timeout_s": 10.0,
+    # One-shot faults, each consumed by the next query received (instead of its answer):
+    "inject_once": None,       # None | "garbage" (unframed bytes) | "query_frame" (the query echoed,
+                               # QR=0) | "unknown_id" (the answer with an ID never sent)
+    "close_on_label": None,    # bytes: a query whose first label is this closes its connection (RST)
+    "stop_reading": False,     # stop reading from every connection (TCP back-pressure on the proxy)
+    "flip_dnssec_bits": False,  # answer with CD and the OPT's DO bit inverted (another query's answer)
 }
+
+GARBAGE = b"this is not DNS at all, just a stream of garbage bytes\n"
 
 
 class _Conn(asyncio.Protocol):
@@ -329,14 +372,33 @@ class _Conn(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self.nqueries += 1
         srv.queries_received += 1
+        if query_padding(msg):
+            srv.queries_padded += 1
+            if len(msg) % 128:
+                srv.padded_off_block += 1
         srv.queries_per_connection[self.id] = self.nqueries
         if srv.close_after_queries and self.nqueries == srv.close_after_queries:
             srv.dropped_mid_query += 1
             self._close(srv.close_mode)
             return
         resp, delay, info = build_response(msg, ttl=srv.ttl, wrong_id=srv.wrong_id,
-                                           wrong_question=srv.wrong_question)
+                                           wrong_question=srv.wrong_question,
+                                           flip_dnssec_bits=srv.flip_dnssec_bits)
         srv.qnames.append(info)
+        if srv.close_on_label is not None and info.split(".")[0].encode() == srv.close_on_label:
+            srv.poison_received += 1
+            self._close("rst")
+            return
+        mode, srv.inject_once = srv.inject_once, None
+        if mode is not None and resp is not None:
+            srv.injected += 1
+            if mode == "garbage":
+                self._send_raw(GARBAGE)
+            elif mode == "query_frame":
+                self._send([msg])
+            else:
+                self._send([struct.pack("!H", struct.unpack("!H", resp[:2])[0] ^ 0x4000) + resp[2:]])
+            return
         if resp is None or srv.ignore_queries:
             srv.queries_ignored += 1
             return
@@ -372,6 +434,14 @@ class _Conn(asyncio.Protocol):
         elif self.srv.out_of_order:
             items.reverse()
         self._send(items)
+
+    def _send_raw(self, data: bytes):
+        try:
+            self.sslobj.write(data)
+        except (ssl.SSLError, OSError):
+            self._close("rst")
+            return
+        self._flush()
 
     def _send(self, items):
         srv = self.srv
@@ -445,7 +515,8 @@ _COUNTERS = [
     "connections_accepted", "connections_open", "connections_closed", "closed_by_peer", "closed_by_us",
     "handshakes_completed", "handshake_failures", "black_holed", "queries_received",
     "queries_ignored", "responses_sent", "dropped_mid_query", "idle_closed", "coalesced_writes",
-    "close_notify_received", "max_inflight_seen",
+    "close_notify_received", "max_inflight_seen", "injected", "poison_received",
+    "queries_padded", "padded_off_block",
 ]
 
 
@@ -577,6 +648,16 @@ class FakeDotUpstream:
                 self._server = None
             elif not refuse and self._server is None:
                 await self._listen()
+        self.call(go)
+
+    def set_stop_reading(self, stop: bool):
+        """True: stop reading from every open connection (the proxy's sends back up); False: read
+        again."""
+        def go():
+            self.stop_reading = stop
+            for c in list(self._conns):
+                if c.transport is not None and not c.transport.is_closing():
+                    (c.transport.pause_reading if stop else c.transport.resume_reading)()
         self.call(go)
 
     def drop_connections(self, mode: str = "fin"):

@@ -263,12 +263,12 @@ TEST_F(ServerHealthTest, UpForAWholeCapPeriodStartsOver) {
   EXPECT_EQ(health.backoff_ms(), 250);
 }
 
-TEST_F(ServerHealthTest, ThreeQueryTimeoutsMarkDown) {
+TEST_F(ServerHealthTest, ThreeQueryTimeoutsInThreeIntervalsMarkDown) {
   ServerHealth health;
   EXPECT_FALSE(health.OnQueryTimeout(now_ms_, rng_));
-  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 1, rng_));
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 1000, rng_));
   EXPECT_FALSE(health.is_down());
-  EXPECT_TRUE(health.OnQueryTimeout(now_ms_ + 2, rng_));
+  EXPECT_TRUE(health.OnQueryTimeout(now_ms_ + 2000, rng_));
   EXPECT_TRUE(health.is_down());
   EXPECT_EQ(health.backoff_ms(), 250);
   EXPECT_EQ(health.consecutive_query_timeouts(), 3u);
@@ -277,26 +277,62 @@ TEST_F(ServerHealthTest, ThreeQueryTimeoutsMarkDown) {
 TEST_F(ServerHealthTest, AnAnswerBetweenTimeoutsResetsTheCount) {
   ServerHealth health;
   health.OnQueryTimeout(now_ms_, rng_);
-  health.OnQueryTimeout(now_ms_, rng_);
-  health.OnResponse(now_ms_, 1000);
-  EXPECT_FALSE(health.OnQueryTimeout(now_ms_, rng_));
-  EXPECT_FALSE(health.OnQueryTimeout(now_ms_, rng_));
+  health.OnQueryTimeout(now_ms_ + 1000, rng_);
+  health.OnResponse(now_ms_ + 1500, 1000);
+  EXPECT_EQ(health.consecutive_query_timeouts(), 0u);
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 2000, rng_));
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 3000, rng_));
   EXPECT_FALSE(health.is_down());
 }
 
-TEST_F(ServerHealthTest, HandshakeAloneLeavesABlackHoleOnProbation) {
-  // TLS works but queries vanish: after the probe's handshake one more timeout is enough, and the
-  // backoff keeps growing as for a dead server.
+TEST_F(ServerHealthTest, TimeoutsOfOneTimerPassCountOnce) {
+  // Issue 9: three slow queries whose timers fire in the same pass used to take a healthy server
+  // down. Any number of timeouts within one interval is one.
+  ServerHealth health;
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + i % 3, rng_));
+  }
+  EXPECT_EQ(health.consecutive_query_timeouts(), 1u);
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 999, rng_));
+  EXPECT_EQ(health.consecutive_query_timeouts(), 1u);
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 1000, rng_));
+  EXPECT_EQ(health.consecutive_query_timeouts(), 2u);
+  EXPECT_FALSE(health.is_down());
+}
+
+TEST_F(ServerHealthTest, TheIntervalIsAnOption) {
+  ServerHealth health(HealthOptions{.timeout_interval_ms = 200});
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_, rng_));
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 199, rng_));
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 200, rng_));
+  EXPECT_TRUE(health.OnQueryTimeout(now_ms_ + 400, rng_));
+}
+
+TEST_F(ServerHealthTest, HandshakeClearsTheTimeoutCount) {
+  // Issue 9: a reconnect must not leave the server one slow query away from down.
+  ServerHealth health;
+  health.OnQueryTimeout(now_ms_, rng_);
+  health.OnQueryTimeout(now_ms_ + 1000, rng_);
+  health.OnConnected(now_ms_ + 1500);
+  EXPECT_EQ(health.consecutive_query_timeouts(), 0u);
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 2000, rng_));
+  EXPECT_FALSE(health.is_down());
+}
+
+TEST_F(ServerHealthTest, HandshakeAloneLeavesABlackHoleBackingOff) {
+  // TLS works but queries vanish: after the probe's handshake the timeouts take it down again,
+  // and the backoff keeps growing as for a dead server.
   ServerHealth health;
   for (int i = 0; i < 3; ++i) {
-    health.OnQueryTimeout(now_ms_, rng_);
+    health.OnQueryTimeout(now_ms_ + 1000 * i, rng_);
   }
   ASSERT_TRUE(health.is_down());
   now_ms_ = health.next_probe_ms();
   health.StartProbe(now_ms_);
   EXPECT_TRUE(health.OnConnected(now_ms_ + 15));
-  now_ms_ += 1515;
-  EXPECT_TRUE(health.OnQueryTimeout(now_ms_, rng_));
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 1515, rng_));
+  EXPECT_FALSE(health.OnQueryTimeout(now_ms_ + 2515, rng_));
+  EXPECT_TRUE(health.OnQueryTimeout(now_ms_ + 3515, rng_));
   EXPECT_EQ(health.backoff_ms(), 500);
 }
 
@@ -304,6 +340,7 @@ TEST_F(ServerHealthTest, QueryTimeoutOfAProbeFailsIt) {
   ServerHealth health;
   for (int i = 0; i < 3; ++i) {
     health.OnQueryTimeout(now_ms_, rng_);
+    now_ms_ += 1000;
   }
   now_ms_ = health.next_probe_ms();
   health.StartProbe(now_ms_);
