@@ -3,7 +3,8 @@
 // UdpFrontend is one shard's SO_REUSEPORT UDP socket: a multishot recvmsg over a provided-buffer
 // ring brings queries in (with IP_PKTINFO/IPV6_PKTINFO on wildcard binds), and one sendmsg per
 // answer sends them back from the address the client asked (RFC 1035 §4.2.1 size limits, TC=1
-// when the answer is larger than the client takes).
+// when the answer is larger than the client takes or listener.udp.max_answer_size). Sources
+// outside listener.allow and queries over the rate limit are dropped before they take a slot.
 #ifndef DOTPROXY_PROXY_UDP_FRONTEND_H_
 #define DOTPROXY_PROXY_UDP_FRONTEND_H_
 
@@ -21,14 +22,15 @@
 #include "core/buffer_ring.h"
 #include "core/reactor.h"
 #include "metrics/counters.h"
+#include "proxy/client_limits.h"
 #include "proxy/query_table.h"
 
 namespace dotproxy::proxy {
 
 class UdpFrontend final : public ClientSide {
  public:
-  UdpFrontend(core::Reactor& reactor, const config::Config& config, QueryTable& table,
-              metrics::ShardCounters& counters);
+  UdpFrontend(core::Reactor& reactor, const config::Config& config, ClientGate& gate,
+              QueryTable& table, metrics::ShardCounters& counters);
   UdpFrontend(const UdpFrontend&) = delete;
   UdpFrontend& operator=(const UdpFrontend&) = delete;
 
@@ -56,6 +58,7 @@ class UdpFrontend final : public ClientSide {
   };
 
   void ArmRecv();
+  void OnRecvRetry(core::Timer* timer);
   void OnRecv(const core::Operation& op, const io_uring_cqe& cqe);
   // Takes one datagram: checks it, and starts a query or drops it (counted).
   void OnDatagram(io_uring_recvmsg_out* out, const uint8_t* payload, size_t len);
@@ -64,6 +67,7 @@ class UdpFrontend final : public ClientSide {
 
   core::Reactor& reactor_;
   const config::Config& config_;
+  ClientGate& gate_;
   QueryTable& table_;
   metrics::ShardCounters& counters_;
   base::UniqueFd fd_;
@@ -71,6 +75,8 @@ class UdpFrontend final : public ClientSide {
   core::BufferRing* buffers_ = nullptr;
   msghdr recv_template_{};      // sizes for the multishot recvmsg
   core::Operation recv_op_;
+  RearmBackoff recv_backoff_;   // failed recvmsg completions in a row
+  core::Timer recv_retry_timer_;
   std::vector<Reply> replies_;  // one per query-table slot
 };
 

@@ -177,11 +177,15 @@ def _family(host: str):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def udp_exchange(wire: bytes, host: str, port: int, timeout: float = 3.0, expect_id: int | None = None):
-    """Sends one datagram; returns the first reply (bytes) whose ID matches (if given), or None."""
+def udp_exchange(wire: bytes, host: str, port: int, timeout: float = 3.0, expect_id: int | None = None,
+                 source: str | None = None):
+    """Sends one datagram (from address `source`, if given); returns the first reply (bytes) whose ID
+    matches (if given), or None."""
     if expect_id is None and len(wire) >= 2:
         expect_id = id_of(wire)
     with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
+        if source:
+            s.bind((source, 0))
         s.connect((host, port))
         s.send(wire)
         deadline = time.monotonic() + timeout
@@ -243,8 +247,9 @@ def udp_many(items, host: str, port: int, timeout: float = 5.0, edns=None):
 class TcpClient:
     """A raw DNS-over-TCP client: bytes go out exactly as the test says, frames are read back."""
 
-    def __init__(self, host: str, port: int, timeout: float = 5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 5.0, source: str | None = None):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.eof = False
