@@ -241,6 +241,49 @@ class EdgeTest(harness.ProxyTestCase):
         c = counters(p.log())  # the proxy has stopped: its exit line is in the log
         self.assertGreaterEqual(c.get("tcp.write_timeouts", 0), 1, c)
 
+    def test_slow_steady_reader_hits_write_timeout(self):
+        """A client that reads steadily but never catches up with its answers is closed once
+        write_timeout passes since its output was last empty. (In this regime the first send
+        alone can outlast write_timeout, so the old per-send clock closes it too: this test
+        shows the behaviour, not the difference; the per-send clock is gone from the code.)"""
+        cfg = self.make_config(tcp_listener={"write_timeout": "1s", "read_timeout": "10s"})
+        with self.proxy(cfg) as p:
+            s = socket.create_connection(p.tcp_addr, timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+            s.setblocking(False)
+            pending = b"".join(frame(make_query(f"size-4000.steady-{i}.test.", "TXT").to_wire())
+                               for i in range(2000))
+            received, closed_at = 0, None
+            t0 = time.monotonic()
+            while closed_at is None and time.monotonic() - t0 < scaled(8):  # bounded in time
+                try:
+                    if pending:
+                        pending = pending[s.send(pending):]
+                except BlockingIOError:
+                    pass
+                budget = 20000  # per 20 ms, ~1 MB/s: 256 KiB of output is written in 0.25 s
+                try:
+                    while budget > 0:
+                        chunk = s.recv(budget)
+                        if not chunk:
+                            closed_at = time.monotonic()
+                            break
+                        received += len(chunk)
+                        budget -= len(chunk)
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    closed_at = time.monotonic()
+                time.sleep(0.02)
+            s.close()
+            self.assertIsNotNone(closed_at, f"not closed within 8 s ({received} bytes read)")
+            self.assertGreater(received, 300_000, "the client was reading steadily")
+            sys.stderr.write(f"\nsteady reader: {received} bytes read, closed after "
+                             f"{closed_at - t0:.2f} s\n")
+            self.assertLess(closed_at - t0, scaled(5), "closed, but long after write_timeout")
+        c = counters(p.log())
+        self.assertGreaterEqual(c.get("tcp.write_timeouts", 0), 1, c)
+
 
 if __name__ == "__main__":
     unittest.main()
