@@ -1,14 +1,13 @@
 #include "base/ip_prefix.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/byte_order.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 namespace dotproxy::base {
 namespace {
@@ -76,8 +75,8 @@ absl::StatusOr<IpPrefix> IpPrefix::Parse(absl::string_view text) {
           absl::StrCat("write IPv4-mapped addresses as IPv4, got \"", text, "\""));
     }
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("expected an IP address or CIDR, got \"", text,
-                                                   "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected an IP address or CIDR, got \"", text, "\""));
   }
   int bits = max_bits;
   if (slash != absl::string_view::npos) {

@@ -10,8 +10,6 @@
 #ifndef DOTPROXY_BASE_IP_PREFIX_H_
 #define DOTPROXY_BASE_IP_PREFIX_H_
 
-#include <sys/socket.h>
-
 #include <compare>
 #include <cstdint>
 #include <string>
@@ -19,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include <sys/socket.h>
 
 namespace dotproxy::base {
 

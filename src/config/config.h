@@ -87,9 +87,9 @@ struct ListenerConfig {
   UdpListenerConfig udp;
   // Client sources served, as CIDRs; others are dropped (UDP) or closed at accept (TCP). The
   // default is dnsdist's: loopback, RFC 1918, RFC 6598, link-local, ULA.
-  std::vector<std::string> allow = {"127.0.0.0/8",   "::1/128",        "10.0.0.0/8",
-                                    "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-                                    "169.254.0.0/16", "fc00::/7",      "fe80::/10"};
+  std::vector<std::string> allow = {"127.0.0.0/8",    "::1/128",        "10.0.0.0/8",
+                                    "172.16.0.0/12",  "192.168.0.0/16", "100.64.0.0/10",
+                                    "169.254.0.0/16", "fc00::/7",       "fe80::/10"};
   RateLimitConfig rate_limit;
   uint32_t max_queries_per_client = kDefaultMaxQueriesPerClient;
 };

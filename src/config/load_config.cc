@@ -97,8 +97,8 @@ absl::Status WarnIgnoredCount(Walker& walker, const YamlNode& node, const std::s
 absl::Status ParseAllow(Walker& walker, const YamlNode& node, const std::string& path,
                         ListenerConfig& listener) {
   if (!node.is_sequence()) {
-    return walker.Error(node.mark(), path, absl::StrCat("expected a list of CIDRs, got ",
-                                                        node.KindName()));
+    return walker.Error(node.mark(), path,
+                        absl::StrCat("expected a list of CIDRs, got ", node.KindName()));
   }
   listener.allow.clear();
   for (size_t i = 0; i < node.items().size(); ++i) {

@@ -100,8 +100,8 @@ void QueryTable::AnswerLocally(uint32_t index, dns::LocalAnswer answer) {
       break;
   }
   const Slot& slot = slots_[index];
-  const size_t n = dns::BuildLocalAnswer(slot.query.data(), slot.info, answer, scratch_.data(),
-                                         scratch_.size());
+  const size_t n =
+      dns::BuildLocalAnswer(slot.query.data(), slot.info, answer, scratch_.data(), scratch_.size());
   Deliver(index, scratch_.data(), n);
 }
 

@@ -57,7 +57,7 @@ class QueryTable final : public upstream::QueryOwner {
     ClientSide* client = nullptr;
     uint32_t client_index = 0;  // the frontend's own reference (TCP: connection index...)
     uint32_t client_generation = 0;
-    base::IpAddress source;     // the client's address, for its share of the table
+    base::IpAddress source;  // the client's address, for its share of the table
     // A retry after an attempt timeout does not cancel the slow attempt: whichever answers first
     // wins (the older is dropped when a third is sent).
     uint32_t upstream_conn[kMaxLiveAttempts] = {};

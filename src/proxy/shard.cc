@@ -30,8 +30,7 @@ absl::Status Shard::Init() {
   ASSIGN_OR_RETURN(base::PrefixSet allow, base::PrefixSet::Create(config_.listener.allow));
   gate_ = std::make_unique<ClientGate>(std::move(allow), config_.listener.rate_limit,
                                        std::random_device{}());
-  table_ = std::make_unique<QueryTable>(*reactor_, config_, counters_,
-                                        config::kQuerySlotsPerShard);
+  table_ = std::make_unique<QueryTable>(*reactor_, config_, counters_, config::kQuerySlotsPerShard);
   pool_ = std::make_unique<upstream::ConnectionPool>(*reactor_, config_, *table_,
                                                      counters_.upstream, shard_id_, shard_count_);
   table_->set_pool(pool_.get());
@@ -67,8 +66,8 @@ void Shard::LogCounters() const {
       "%lu) errors(udp_recv %lu, accept %lu)",
       shard_id_, c.udp_queries, c.tcp_queries, c.responses, c.truncated, c.servfail_timeout,
       c.servfail_no_upstream, c.servfail_retries, c.udp_malformed, c.tcp_malformed, u.connects,
-      u.handshakes_full, u.handshakes_resumed, u.connect_failures + u.handshake_failures,
-      u.closed, u.stale_closed, c.upstream_retries, u.unknown_id, u.mismatch, c.udp_acl_dropped,
+      u.handshakes_full, u.handshakes_resumed, u.connect_failures + u.handshake_failures, u.closed,
+      u.stale_closed, c.upstream_retries, u.unknown_id, u.mismatch, c.udp_acl_dropped,
       c.tcp_acl_refused, c.rate_limited_dropped, c.rate_limited_refused, c.local_notimp,
       c.local_formerr, c.local_badvers, c.client_share_dropped, c.tcp_paused_output,
       c.tcp_write_timeouts, c.udp_recv_errors, c.tcp_accept_errors);

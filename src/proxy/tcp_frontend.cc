@@ -1,7 +1,5 @@
 #include "proxy/tcp_frontend.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -12,6 +10,7 @@
 #include "dns/message.h"
 #include "dns/query_checks.h"
 #include "net/sockets.h"
+#include <sys/socket.h>
 
 namespace dotproxy::proxy {
 namespace {
@@ -74,8 +73,7 @@ void TcpFrontend::OnAccept(const core::Operation& /*op*/, const io_uring_cqe& cq
     if (cqe.res == -EMFILE || cqe.res == -ENFILE || cqe.res == -ENOBUFS || cqe.res == -ENOMEM) {
       delay_ms = std::max(delay_ms, kAcceptRetryMs);  // out of resources: give them time back
     }
-    LOG_EVERY_N_SEC(kWarn, 1, "tcp accept: %s; re-arming in %ldms", strerror(-cqe.res),
-                    delay_ms);
+    LOG_EVERY_N_SEC(kWarn, 1, "tcp accept: %s; re-arming in %ldms", strerror(-cqe.res), delay_ms);
     if (must_rearm) {
       if (delay_ms > 0) {
         reactor_.timers().Schedule(&accept_retry_timer_, reactor_.now_ms() + delay_ms);

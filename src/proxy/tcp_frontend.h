@@ -57,8 +57,8 @@ class TcpFrontend final : public ClientSide {
     uint32_t generation = 0;
     uint32_t inflight = 0;        // queries forwarded, not yet answered
     uint32_t answers_queued = 0;  // answers in output, not yet handed to a send
-    uint32_t answers_sending = 0; // answers in the send in flight
-    base::IpAddress source;       // the peer, for the rate limit and the slot share
+    uint32_t answers_sending = 0;  // answers in the send in flight
+    base::IpAddress source;        // the peer, for the rate limit and the slot share
     base::UniqueFd fd;
     core::Operation recv_op;
     core::Operation send_op;

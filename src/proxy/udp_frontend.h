@@ -8,10 +8,6 @@
 #ifndef DOTPROXY_PROXY_UDP_FRONTEND_H_
 #define DOTPROXY_PROXY_UDP_FRONTEND_H_
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-
 #include <cstdint>
 #include <vector>
 
@@ -24,6 +20,9 @@
 #include "metrics/counters.h"
 #include "proxy/client_limits.h"
 #include "proxy/query_table.h"
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 namespace dotproxy::proxy {
 
@@ -75,7 +74,7 @@ class UdpFrontend final : public ClientSide {
   core::BufferRing* buffers_ = nullptr;
   msghdr recv_template_{};      // sizes for the multishot recvmsg
   core::Operation recv_op_;
-  RearmBackoff recv_backoff_;   // failed recvmsg completions in a row
+  RearmBackoff recv_backoff_;  // failed recvmsg completions in a row
   core::Timer recv_retry_timer_;
   std::vector<Reply> replies_;  // one per query-table slot
 };

@@ -1,8 +1,5 @@
 #include "base/ip_prefix.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <cstring>
 #include <string>
 #include <vector>
@@ -10,6 +7,8 @@
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 namespace dotproxy::base {
 namespace {
@@ -17,9 +16,9 @@ namespace {
 using ::dotproxy::testutil::StatusIs;
 
 // The listener.allow default (config.h), repeated here so a change to it shows in this test.
-const std::vector<std::string> kDefaultAllow = {
-    "127.0.0.0/8", "::1/128",        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-    "100.64.0.0/10", "169.254.0.0/16", "fc00::/7",  "fe80::/10"};
+const std::vector<std::string> kDefaultAllow = {"127.0.0.0/8",    "::1/128",        "10.0.0.0/8",
+                                                "172.16.0.0/12",  "192.168.0.0/16", "100.64.0.0/10",
+                                                "169.254.0.0/16", "fc00::/7",       "fe80::/10"};
 
 IpAddress Addr(const std::string& text) {
   sockaddr_in6 storage{};
@@ -49,25 +48,24 @@ TEST(IpPrefixTest, ParsesIpv4AndIpv6Prefixes) {
 }
 
 TEST(IpPrefixTest, RejectsBadPrefixes) {
-  for (const char* bad : {"", "10.0.0.0/33", "::/129", "10.0.0.1/8", "10.0.0.0/", "10.0.0.0/x",
-                          "10.0.0.0/-1", "10.0.0.0/+8", "example.com/8", "::ffff:10.0.0.0",
-                          "10.0.0.0/8 "}) {
-    EXPECT_THAT(IpPrefix::Parse(bad).status(), StatusIs(absl::StatusCode::kInvalidArgument))
-        << bad;
+  for (const char* bad :
+       {"", "10.0.0.0/33", "::/129", "10.0.0.1/8", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/-1",
+        "10.0.0.0/+8", "example.com/8", "::ffff:10.0.0.0", "10.0.0.0/8 "}) {
+    EXPECT_THAT(IpPrefix::Parse(bad).status(), StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
   }
 }
 
 TEST(PrefixSetTest, DefaultAllowListMatchesPrivateSourcesOnly) {
   ASSERT_OK_AND_ASSIGN(const PrefixSet set, PrefixSet::Create(kDefaultAllow));
-  for (const char* allowed : {"127.0.0.1", "127.255.255.254", "10.1.2.3", "172.31.255.255",
-                              "192.168.1.1", "100.64.0.1", "100.127.255.255", "169.254.9.9",
-                              "::1", "fd00::1", "fc12:3456::", "fe80::1", "febf::1",
-                              "::ffff:127.0.0.2", "::ffff:10.9.9.9"}) {
+  for (const char* allowed :
+       {"127.0.0.1", "127.255.255.254", "10.1.2.3", "172.31.255.255", "192.168.1.1", "100.64.0.1",
+        "100.127.255.255", "169.254.9.9", "::1", "fd00::1", "fc12:3456::", "fe80::1", "febf::1",
+        "::ffff:127.0.0.2", "::ffff:10.9.9.9"}) {
     EXPECT_TRUE(set.Contains(Addr(allowed))) << allowed;
   }
-  for (const char* denied : {"8.8.8.8", "172.32.0.1", "192.169.0.1", "100.128.0.1", "11.0.0.1",
-                             "128.0.0.1", "::2", "2001:db8::1", "fec0::1", "::ffff:8.8.8.8",
-                             "::127.0.0.1"}) {
+  for (const char* denied :
+       {"8.8.8.8", "172.32.0.1", "192.169.0.1", "100.128.0.1", "11.0.0.1", "128.0.0.1", "::2",
+        "2001:db8::1", "fec0::1", "::ffff:8.8.8.8", "::127.0.0.1"}) {
     EXPECT_FALSE(set.Contains(Addr(denied))) << denied;
   }
 }

@@ -268,18 +268,20 @@ upstream:
 }
 
 TEST_F(LoadConfigTest, EdgeKeyErrors) {
-  const std::string tail = "upstream:\n  servers:\n    - addr: 127.0.0.1:853\n      server_name: a\n";
+  const std::string tail =
+      "upstream:\n  servers:\n    - addr: 127.0.0.1:853\n      server_name: a\n";
   ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n  allow: [10.0.0.1/8]\n" + tail, 4, 11,
               "listener.allow[0]: has bits set after the prefix length: \"10.0.0.1/8\"");
   ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n  allow: 10.0.0.0/8\n" + tail, 4, 10,
               "listener.allow: expected a list of CIDRs, got a scalar");
-  ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n  rate_limit:\n    burst: 5\n" + tail,
-              5, 5, "listener.rate_limit.qps: missing required key");
-  ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n    max_answer_size: 511\n" + tail, 4,
-              22, "listener.udp.max_answer_size: must be in 512..65507, got 511");
+  ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n  rate_limit:\n    burst: 5\n" + tail, 5,
+              5, "listener.rate_limit.qps: missing required key");
+  ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n    max_answer_size: 511\n" + tail, 4, 22,
+              "listener.udp.max_answer_size: must be in 512..65507, got 511");
   ExpectError(
       "listener:\n  udp:\n    addr: 127.0.0.1:53\n  rate_limit:\n    qps: 1\n    action: "
-      "slow\n" + tail,
+      "slow\n" +
+          tail,
       6, 13, "listener.rate_limit.action: unknown action \"slow\" (valid: drop, refuse)");
 }
 

@@ -41,7 +41,9 @@ WireBuilder Query(uint16_t flags, uint16_t an, uint16_t ns, uint16_t ar) {
 }
 
 // An A record owned by the question's name (compression pointer to offset 12).
-WireBuilder& AddA(WireBuilder& b) { return b.Pointer(12).RecordTail(kTypeA, kClassIn, 60, {1, 2, 3, 4}); }
+WireBuilder& AddA(WireBuilder& b) {
+  return b.Pointer(12).RecordTail(kTypeA, kClassIn, 60, {1, 2, 3, 4});
+}
 
 TEST(QueryChecksTest, ForwardsPlainAndEdnsQueries) {
   EXPECT_EQ(Check(Query(kFlagRd, 0, 0, 0)), LocalAnswer::kForward);
@@ -90,16 +92,16 @@ TEST(QueryChecksTest, BadVersReplyCarriesExtendedRcodeInOpt) {
   b.Opt(4096, true, 3);
   const Parsed p = Parse(b.Build());
   std::vector<uint8_t> out(512);
-  const size_t n = BuildLocalAnswer(p.wire.data(), p.info, LocalAnswer::kBadVers, out.data(),
-                                    out.size());
+  const size_t n =
+      BuildLocalAnswer(p.wire.data(), p.info, LocalAnswer::kBadVers, out.data(), out.size());
   ASSERT_EQ(n, p.info.question_end + 11u);
   EXPECT_EQ(GetId(out.data()), 0x4242);
   EXPECT_TRUE(IsResponse(out.data()));
   EXPECT_EQ(GetRcode(out.data()), 0);  // 16 = extended 1 << 4 | header 0
   EXPECT_EQ(GetArcount(out.data()), 1);
   const uint8_t* opt = out.data() + p.info.question_end;
-  EXPECT_EQ(opt[5], 1);  // extended RCODE
-  EXPECT_EQ(opt[6], 0);  // our version
+  EXPECT_EQ(opt[5], 1);            // extended RCODE
+  EXPECT_EQ(opt[6], 0);            // our version
   EXPECT_EQ(opt[7] & 0x80, 0x80);  // DO copied
 }
 

@@ -54,8 +54,8 @@ class WireBuilder {
   // An OPT record; `version` goes in the second byte of its TTL (RFC 6891 §6.1.3).
   WireBuilder& Opt(uint16_t payload, bool do_bit, uint8_t version = 0) {
     bytes_.push_back(0);
-    return RecordTail(dns::kTypeOpt, payload,
-                      (uint32_t{version} << 16) | (do_bit ? 0x8000u : 0u), {});
+    return RecordTail(dns::kTypeOpt, payload, (uint32_t{version} << 16) | (do_bit ? 0x8000u : 0u),
+                      {});
   }
   WireBuilder& U16(uint16_t v) {
     bytes_.push_back(static_cast<uint8_t>(v >> 8));
