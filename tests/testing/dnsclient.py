@@ -7,7 +7,7 @@
 * checks: ``answer_problem`` says what is wrong with a response (None if it is the right one)
 * processes: ``ProxyProcess`` (the binary under test, from a config dict) and ``FakeUpstreamProcess``
   (fake_dot_upstream.py run as a separate process)
-* /proc readers: ``fd_count``, ``rss_kb``
+* /proc readers: ``fd_count``, ``rss_kb``, ``is_sanitized``
 
 Everything binds and connects on loopback only.
 """
@@ -378,6 +378,12 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def is_sanitized(pid: int) -> bool:
+    """True when the process runs with ASan (its quarantine keeps freed memory resident)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
 
 
 def udp_port_bound(port: int) -> bool:
