@@ -18,6 +18,10 @@ inline uint32_t LoadBigEndian32(const uint8_t* p) {
          (static_cast<uint32_t>(p[2]) << 8) | p[3];
 }
 
+inline uint64_t LoadBigEndian64(const uint8_t* p) {
+  return (static_cast<uint64_t>(LoadBigEndian32(p)) << 32) | LoadBigEndian32(p + 4);
+}
+
 inline void StoreBigEndian16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
   p[1] = static_cast<uint8_t>(v);

@@ -22,6 +22,9 @@ inline constexpr uint32_t kMaxPoolSize = 1024;
 inline constexpr uint32_t kMaxWorkers = 256;
 inline constexpr uint32_t kMaxWeight = 1000;
 inline constexpr uint32_t kMaxConnectionRetries = 16;
+// Per shard: the most client queries in flight at once (the query table). Beyond it UDP queries
+// are dropped (counted) and TCP queries get SERVFAIL.
+inline constexpr uint32_t kQuerySlotsPerShard = 8192;
 static_assert(kMaxInflightPerConnection <= (1u << 12),
               "upstream IDs keep at least 4 generation bits above the slot index");
 
@@ -84,12 +87,34 @@ struct UdpListenerConfig {
   absl::Duration read_timeout = absl::ZeroDuration();   // accepted; no effect (seed B11)
   absl::Duration write_timeout = absl::ZeroDuration();  // accepted; no effect on UDP sends
   int64_t max_concurrent_connections = 0;               // accepted, warned: no effect
+  uint32_t max_answer_size = 1232;  // larger UDP answers get TC=1 (DNS Flag Day 2020)
 };
+
+enum class RateLimitAction : uint8_t { kDrop, kRefuse };
+
+// A token bucket per client address (/32 IPv4, /56 IPv6), per shard.
+struct RateLimitConfig {
+  bool enabled = false;  // true when listener.rate_limit is present
+  uint32_t qps = 0;      // required under rate_limit: tokens added per second
+  uint32_t burst = 0;    // bucket size; 0 = qps
+  RateLimitAction action = RateLimitAction::kDrop;  // drop silently, or answer REFUSED
+};
+
+// Query slots one client address (/32, /56) may hold per shard: a quarter of the table, so at
+// least four clients must collude to starve the rest.
+inline constexpr uint32_t kDefaultMaxQueriesPerClient = kQuerySlotsPerShard / 4;
 
 struct ListenerConfig {
   TcpListenerConfig tcp;
   UdpListenerConfig udp;
   bool freebind = false;  // IP_FREEBIND / IPV6_FREEBIND: bind addresses not (yet) configured
+  // Client sources served, as CIDRs; others are dropped (UDP) or closed at accept (TCP). The
+  // default is dnsdist's: loopback, RFC 1918, RFC 6598, link-local, ULA.
+  std::vector<std::string> allow = {"127.0.0.0/8",    "::1/128",        "10.0.0.0/8",
+                                    "172.16.0.0/12",  "192.168.0.0/16", "100.64.0.0/10",
+                                    "169.254.0.0/16", "fc00::/7",       "fe80::/10"};
+  RateLimitConfig rate_limit;
+  uint32_t max_queries_per_client = kDefaultMaxQueriesPerClient;
 };
 
 // The addresses a listener serves: the loader fills `addrs` (a scalar `addr` gives one item) and

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "base/ip_prefix.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "config/schema.h"
@@ -40,6 +41,7 @@ constexpr absl::Duration kMaxFlushInterval = absl::Hours(1);
 constexpr int64_t kMaxTcpConnections = 1000000;
 constexpr int64_t kMaxInflightPerClientConnection = 65535;
 constexpr absl::Duration kMaxShutdownGrace = absl::Minutes(10);
+constexpr int64_t kMaxRateLimitQps = 10000000;
 constexpr int64_t kAnyInt64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t kAnyInt64Max = std::numeric_limits<int64_t>::max();
 
@@ -56,6 +58,11 @@ constexpr schema::EnumName<Policy> kPolicies[] = {
 constexpr schema::EnumName<StatsdTagFormat> kTagFormats[] = {
     {"influx", StatsdTagFormat::kInflux},
     {"dogstatsd", StatsdTagFormat::kDogStatsd},
+};
+
+constexpr schema::EnumName<RateLimitAction> kRateLimitActions[] = {
+    {"drop", RateLimitAction::kDrop},
+    {"refuse", RateLimitAction::kRefuse},
 };
 
 // The seed README's spelling of upstream.load_balancing_policy; accepted with a warning.
@@ -107,6 +114,30 @@ absl::Status WarnIgnoredCount(Walker& walker, const YamlNode& node, const std::s
                               int64_t& count) {
   if (count != 0) {
     walker.Warn(node.mark(), path, "has no effect (accepted for compatibility)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseAllow(Walker& walker, const YamlNode& node, const std::string& path,
+                        ListenerConfig& listener) {
+  if (!node.is_sequence()) {
+    return walker.Error(node.mark(), path,
+                        absl::StrCat("expected a list of CIDRs, got ", node.KindName()));
+  }
+  listener.allow.clear();
+  for (size_t i = 0; i < node.items().size(); ++i) {
+    const YamlNode& item = *node.items()[i];
+    const std::string item_path = IndexPath(path, i);
+    if (!item.is_scalar() || item.is_null()) {
+      return walker.Error(item.mark(), item_path, "expected a CIDR such as 10.0.0.0/8");
+    }
+    if (absl::Status status = base::IpPrefix::Parse(item.scalar()).status(); !status.ok()) {
+      return walker.Error(item.mark(), item_path, status.message());
+    }
+    listener.allow.push_back(item.scalar());
+  }
+  if (listener.allow.empty()) {
+    walker.Warn(node.mark(), path, "is empty: every client is refused");
   }
   return absl::OkStatus();
 }
@@ -244,14 +275,27 @@ constexpr Key kUdpKeys[] = {
     Duration<&Udp::write_timeout, &WarnUdpTimeout>("write_timeout", kMaxTimeout),
     Integer<&Udp::max_concurrent_connections, &WarnIgnoredCount>("max_concurrent_connections",
                                                                  kAnyInt64Min, kAnyInt64Max),
+    Integer<&Udp::max_answer_size>("max_answer_size", 512, 65507),
 };
 constexpr Section kUdp = SectionOf<Udp>(kUdpKeys);
+
+using RateLimit = RateLimitConfig;
+constexpr Key kRateLimitKeys[] = {
+    Integer<&RateLimit::qps>("qps", 1, kMaxRateLimitQps).Required(),
+    Integer<&RateLimit::burst>("burst", 0, kMaxRateLimitQps),
+    Enum<&RateLimit::action, kRateLimitActions>("action", "action"),
+};
+constexpr Section kRateLimit = SectionOf<RateLimit, &RateLimit::enabled>(kRateLimitKeys);
 
 constexpr Key kListenerKeys[] = {
     Nested<&ListenerConfig::tcp>("tcp", kTcp),
     // The UDP listener is mandatory; report the innermost missing key.
     Nested<&ListenerConfig::udp>("udp", kUdp).Required("udp.addr"),
     Bool<&ListenerConfig::freebind>("freebind"),
+    Custom<&ParseAllow>("allow"),
+    Nested<&ListenerConfig::rate_limit>("rate_limit", kRateLimit),
+    Integer<&ListenerConfig::max_queries_per_client>("max_queries_per_client", 1,
+                                                     kQuerySlotsPerShard),
 };
 constexpr Section kListener = SectionOf<ListenerConfig>(kListenerKeys);
 
@@ -356,6 +400,20 @@ absl::Status ValidateImpl(const Config& config, absl::string_view filename,
   }
   if (config.upstream.backoff_max < config.upstream.backoff_initial) {
     return error("upstream.backoff_max", "must not be less than upstream.backoff_initial");
+  }
+  if (config.listener.rate_limit.enabled && config.listener.rate_limit.qps == 0) {
+    return error("listener.rate_limit.qps", "must be set when listener.rate_limit is present");
+  }
+  if (config.listener.max_queries_per_client < 1 ||
+      config.listener.max_queries_per_client > kQuerySlotsPerShard) {
+    return error("listener.max_queries_per_client",
+                 absl::StrCat("must be in 1..", kQuerySlotsPerShard));
+  }
+  for (size_t i = 0; i < config.listener.allow.size(); ++i) {
+    if (absl::Status status = base::IpPrefix::Parse(config.listener.allow[i]).status();
+        !status.ok()) {
+      return error(IndexPath("listener.allow", i), status.message());
+    }
   }
   if (config.server.workers > kMaxWorkers) {
     return error("server.workers", absl::StrCat("must be in 0..", kMaxWorkers));

@@ -98,10 +98,14 @@ bool SkipRecords(const uint8_t* msg, size_t len, size_t* offset, uint32_t count,
     }
     const uint16_t type = base::LoadBigEndian16(msg + pos);
     const uint16_t rdata_len = base::LoadBigEndian16(msg + pos + 8);
+    if (info != nullptr && type == kTypeOpt && info->opt_count < 255) {
+      ++info->opt_count;
+    }
     if (info != nullptr && type == kTypeOpt && !info->has_opt) {
       // RFC 6891 §6.1.2-§6.1.3: CLASS carries the requestor's UDP payload size, the TTL the
       // extended RCODE, version and flags.
       info->has_opt = true;
+      info->edns_version = msg[pos + 5];
       info->udp_payload_size = base::LoadBigEndian16(msg + pos + 2);
       info->do_bit = (base::LoadBigEndian16(msg + pos + 6) & kOptFlagDo) != 0;
     }

@@ -29,6 +29,8 @@ struct QueryInfo {
   uint16_t qtype = 0;
   uint16_t qclass = 0;
   bool has_opt = false;          // the query carries an EDNS0 OPT record
+  uint8_t opt_count = 0;         // OPT records in the additional section (saturates at 255)
+  uint8_t edns_version = 0;      // VERSION of the first OPT (RFC 6891 §6.1.3)
   bool do_bit = false;           // DNSSEC OK bit from the OPT TTL field
   uint16_t udp_payload_size = 512;  // OPT CLASS, or 512 without OPT
 };

@@ -42,8 +42,18 @@ struct ABSL_CACHELINE_ALIGNED ShardCounters {
   Counter client_gone;       // TCP client closed before its answer
   Counter upstream_retries;  // queries re-sent on another connection
   Counter hedged_retries;    // of which: a second copy after read_timeout (not a lost conn)
-  Counter acl_dropped;       // refused by the client ACL (none yet: always 0)
-  Counter rate_limited;      // dropped by the rate limiter (none yet: always 0)
+  Counter udp_acl_dropped;  // UDP queries from sources outside listener.allow
+  Counter tcp_acl_refused;  // TCP connections from outside listener.allow, closed
+  Counter rate_limited_dropped;  // over listener.rate_limit, dropped (action drop)
+  Counter rate_limited_refused;  // over listener.rate_limit, answered REFUSED
+  Counter local_notimp;  // opcode other than QUERY: answered NOTIMP, not forwarded
+  Counter local_formerr;  // TC=1, answer/authority records or two OPTs: FORMERR
+  Counter local_badvers;  // EDNS version other than 0: BADVERS
+  Counter client_share_dropped;  // over max_queries_per_client: UDP dropped, TCP SERVFAIL
+  Counter tcp_paused_output;  // reads paused because answers wait to be written
+  Counter tcp_write_timeouts;  // closed: output not drained within write_timeout
+  Counter udp_recv_errors;  // failed recvmsg completions (re-armed with backoff)
+  Counter tcp_accept_errors;  // failed accepts (re-armed with backoff)
   Counter rcodes[16];        // delivered answers (SERVFAILs we made included) by RCODE
   Counter answers_by_attempt[kMaxAttemptOrdinal];  // upstream answers by the attempt that won
   Gauge slots_in_use;                              // query table occupancy

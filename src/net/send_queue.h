@@ -32,6 +32,10 @@ class SendQueue {
   bool is_sending() const { return is_sending_; }
   // Nothing queued and nothing in flight.
   bool is_idle() const { return !is_sending_ && pending_.empty(); }
+  // Bytes pending plus those of the send in flight not yet sent.
+  size_t queued_bytes() const {
+    return pending_.size() + (offset_ < inflight_.size() ? inflight_.size() - offset_ : 0);
+  }
 
   // Submits one send of everything pending, unless a send is in flight or nothing is pending.
   // Returns true if it submitted.

@@ -1,6 +1,7 @@
 #include "proxy/query_table.h"
 
 #include <cstring>
+#include <random>
 
 #include "base/check.h"
 #include "dns/edns.h"
@@ -30,7 +31,11 @@ void RemoveAttempt(QueryTable::Slot& slot, uint8_t i) {
 
 QueryTable::QueryTable(core::Reactor& reactor, const config::Config& config,
                        metrics::ShardCounters& counters, uint32_t capacity)
-    : reactor_(reactor), config_(config), counters_(counters), slots_(capacity) {
+    : reactor_(reactor),
+      config_(config),
+      counters_(counters),
+      slots_(capacity),
+      shares_(config.listener.max_queries_per_client, capacity, std::random_device{}()) {
   const uint32_t timer_kind = reactor_.OnTimer<&QueryTable::OnTimer>(this);
   free_slots_.reserve(capacity);
   for (uint32_t i = capacity; i > 0; --i) {
@@ -42,15 +47,19 @@ QueryTable::QueryTable(core::Reactor& reactor, const config::Config& config,
   scratch_.resize(dns::kMaxMessageSize + 2);
 }
 
-int32_t QueryTable::Acquire(ClientSide* client) {
+int32_t QueryTable::Acquire(ClientSide* client, const base::IpAddress& source) {
   if (free_slots_.empty()) {
-    return -1;
+    return kTableFull;
+  }
+  if (!shares_.Acquire(source)) {
+    return kOverShare;
   }
   const uint32_t index = free_slots_.back();
   free_slots_.pop_back();
   Slot& slot = slots_[index];
   slot.state = Slot::State::kWaiting;
   slot.client = client;
+  slot.source = source;
   slot.attempts = 0;
   slot.live = 0;
   slot.is_queued = false;
@@ -69,6 +78,7 @@ void QueryTable::Release(uint32_t index) {
   reactor_.timers().Cancel(&slot.timer);
   slot.state = Slot::State::kFree;
   ++slot.generation;
+  shares_.Release(slot.source);
   net::ReleaseIfLarge(slot.query);
   free_slots_.push_back(index);
   counters_.slots_in_use.Set(slots_.size() - free_slots_.size());
@@ -82,6 +92,38 @@ void QueryTable::FailAllWaiting() {
       Fail(i);
     }
   }
+}
+
+void QueryTable::Start(uint32_t index, dns::LocalAnswer answer) {
+  counters_.request_bytes.Record(slots_[index].query.size());
+  if (answer == dns::LocalAnswer::kForward) {
+    Forward(index, -1);
+  } else {
+    AnswerLocally(index, answer);
+  }
+}
+
+void QueryTable::AnswerLocally(uint32_t index, dns::LocalAnswer answer) {
+  switch (answer) {
+    case dns::LocalAnswer::kForward:
+      break;
+    case dns::LocalAnswer::kNotImp:
+      ++counters_.local_notimp;
+      break;
+    case dns::LocalAnswer::kFormErr:
+      ++counters_.local_formerr;
+      break;
+    case dns::LocalAnswer::kBadVers:
+      ++counters_.local_badvers;
+      break;
+    case dns::LocalAnswer::kRefused:
+      ++counters_.rate_limited_refused;
+      break;
+  }
+  const Slot& slot = slots_[index];
+  const size_t n =
+      dns::BuildLocalAnswer(slot.query.data(), slot.info, answer, scratch_.data(), scratch_.size());
+  Deliver(index, scratch_.data(), n);
 }
 
 void QueryTable::Forward(uint32_t index, int exclude_server) {

@@ -18,11 +18,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/ip_prefix.h"
 #include "config/config.h"
 #include "core/reactor.h"
 #include "core/timer_wheel.h"
 #include "dns/message.h"
+#include "dns/query_checks.h"
 #include "metrics/counters.h"
+#include "proxy/client_limits.h"
 #include "upstream/connection_pool.h"
 
 namespace dotproxy::proxy {
@@ -39,6 +42,9 @@ class ClientSide {
 class QueryTable final : public upstream::QueryOwner {
  public:
   static constexpr uint8_t kMaxLiveAttempts = 2;
+  // Acquire's failures.
+  static constexpr int32_t kTableFull = -1;
+  static constexpr int32_t kOverShare = -2;  // the client holds listener.max_queries_per_client
 
   // One client query from arrival until its answer has been delivered.
   struct Slot {
@@ -52,6 +58,7 @@ class QueryTable final : public upstream::QueryOwner {
     ClientSide* client = nullptr;
     uint32_t client_index = 0;  // the frontend's own reference (TCP: connection index...)
     uint32_t client_generation = 0;
+    base::IpAddress source;  // the client's address, for its share of the table
     // A retry after an attempt timeout does not cancel the slow attempt: whichever answers first
     // wins (the older is dropped when a third is sent).
     uint32_t upstream_conn[kMaxLiveAttempts] = {};
@@ -73,13 +80,12 @@ class QueryTable final : public upstream::QueryOwner {
 
   uint32_t capacity() const { return static_cast<uint32_t>(slots_.size()); }
   Slot& slot(uint32_t index) { return slots_[index]; }
-  // A free slot for a query of `client`, its deadline set; -1 when the table is full.
-  int32_t Acquire(ClientSide* client);
-  // Forwards the query the frontend filled in.
-  void Start(uint32_t slot) {
-    counters_.request_bytes.Record(slots_[slot].query.size());
-    Forward(slot, -1);
-  }
+  // A free slot for a query of `client` from `source`, its deadline set; kTableFull, or
+  // kOverShare when that client already holds its share.
+  int32_t Acquire(ClientSide* client, const base::IpAddress& source);
+  // Forwards the query the frontend filled in, or (answer != kForward) answers it locally with
+  // the proxy's own NOTIMP, FORMERR, BADVERS or REFUSED (counted), through the same Deliver.
+  void Start(uint32_t slot, dns::LocalAnswer answer);
   // Frees a slot after its answer was delivered.
   void Release(uint32_t slot);
   // Slots taken: queries waiting for an answer or whose answer is still being sent.
@@ -95,6 +101,7 @@ class QueryTable final : public upstream::QueryOwner {
 
  private:
   void Forward(uint32_t slot, int exclude_server);
+  void AnswerLocally(uint32_t slot, dns::LocalAnswer answer);
   void OnTimer(core::Timer* timer);
   void Complete(uint32_t slot, const uint8_t* response, size_t len);
   void Fail(uint32_t slot);
@@ -109,7 +116,8 @@ class QueryTable final : public upstream::QueryOwner {
   upstream::ConnectionPool* pool_ = nullptr;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
-  std::vector<uint8_t> scratch_;  // SERVFAIL assembly
+  ClientShares shares_;           // slots held per client address
+  std::vector<uint8_t> scratch_;  // SERVFAIL and local answer assembly
 };
 
 }  // namespace dotproxy::proxy

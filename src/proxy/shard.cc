@@ -1,14 +1,14 @@
 #include "proxy/shard.h"
 
+#include <random>
+
+#include "base/ip_prefix.h"
 #include "base/log.h"
 #include "base/status_macros.h"
 
 namespace dotproxy::proxy {
 namespace {
 
-// Per shard: the most client queries in flight at once. Beyond it UDP queries are dropped
-// (counted) and TCP queries get SERVFAIL.
-constexpr uint32_t kQuerySlots = 8192;
 // Shutdown: how often the drain steps are checked, and how long the last two may take at most
 // (answers going out to clients, then close_notify to the upstreams).
 constexpr int64_t kDrainPollMs = 5;
@@ -36,17 +36,20 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const config::Config& confi
 
 absl::Status Shard::Init() {
   ASSIGN_OR_RETURN(reactor_, core::Reactor::Create());
-  table_ = std::make_unique<QueryTable>(*reactor_, config_, counters_, kQuerySlots);
+  ASSIGN_OR_RETURN(base::PrefixSet allow, base::PrefixSet::Create(config_.listener.allow));
+  gate_ = std::make_unique<ClientGate>(std::move(allow), config_.listener.rate_limit,
+                                       std::random_device{}());
+  table_ = std::make_unique<QueryTable>(*reactor_, config_, counters_, config::kQuerySlotsPerShard);
   pool_ = std::make_unique<upstream::ConnectionPool>(*reactor_, config_, *table_,
                                                      counters_.upstream, shard_id_, shard_count_);
   table_->set_pool(pool_.get());
   // The pool first: its flush hook (backlogs, then one write per connection) runs before the TCP
   // frontend's, as answers follow queries; hooks re-run while one of them made work.
   RETURN_IF_ERROR(pool_->Init());
-  udp_ = std::make_unique<UdpFrontend>(*reactor_, config_, *table_, counters_);
+  udp_ = std::make_unique<UdpFrontend>(*reactor_, config_, *gate_, *table_, counters_);
   RETURN_IF_ERROR(udp_->Init());
   if (config_.listener.tcp.enabled) {
-    tcp_ = std::make_unique<TcpFrontend>(*reactor_, config_, *table_, counters_);
+    tcp_ = std::make_unique<TcpFrontend>(*reactor_, config_, *gate_, *table_, counters_);
     RETURN_IF_ERROR(tcp_->Init());
   }
   LOG(kInfo, "shard %u: io_uring %s, udp port %u, tcp port %u, %zu upstream connections",
@@ -143,7 +146,10 @@ void Shard::LogCounters() const {
       "no upstream %lu, retries %lu) malformed(udp %lu, tcp %lu) upstream(connects %lu, full "
       "%lu, resumed %lu, failures %lu, lost %lu, stale %lu, retries %lu, late id %lu, "
       "mismatch %lu, desyncs %lu, write timeouts %lu, quarantined %lu, "
-      "local resource errors %lu, backlog moved %lu)",
+      "local resource errors %lu, backlog moved %lu) acl(udp %lu, tcp %lu) "
+      "rate_limited(dropped %lu, refused %lu) local(notimp %lu, formerr %lu, badvers %lu) "
+      "share_dropped %lu tcp(paused_output %lu, write_timeouts %lu) "
+      "errors(udp_recv %lu, accept %lu)",
       shard_id_, c.udp_queries.value(), c.tcp_queries.value(), c.responses.value(),
       c.truncated.value(), c.servfail_timeout.value(), c.servfail_no_upstream.value(),
       c.servfail_retries.value(), c.udp_malformed.value(), c.tcp_malformed.value(),
@@ -151,7 +157,11 @@ void Shard::LogCounters() const {
       u.connect_failures.value() + u.handshake_failures.value(), u.closed.value(),
       u.stale_closed.value(), c.upstream_retries.value(), u.unknown_id.value(),
       u.mismatch.value(), u.desyncs.value(), u.write_timeouts.value(), u.quarantined.value(),
-      u.local_resource_errors.value(), u.backlog_moved.value());
+      u.local_resource_errors.value(), u.backlog_moved.value(), c.udp_acl_dropped.value(),
+      c.tcp_acl_refused.value(), c.rate_limited_dropped.value(), c.rate_limited_refused.value(),
+      c.local_notimp.value(), c.local_formerr.value(), c.local_badvers.value(),
+      c.client_share_dropped.value(), c.tcp_paused_output.value(), c.tcp_write_timeouts.value(),
+      c.udp_recv_errors.value(), c.tcp_accept_errors.value());
 }
 
 }  // namespace dotproxy::proxy

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/reactor.h"
 #include "metrics/counters.h"
+#include "proxy/client_limits.h"
 #include "proxy/query_table.h"
 #include "proxy/tcp_frontend.h"
 #include "proxy/udp_frontend.h"
@@ -74,6 +75,7 @@ class Shard {
   const uint32_t shard_count_;
   metrics::ShardCounters counters_;
   std::unique_ptr<core::Reactor> reactor_;
+  std::unique_ptr<ClientGate> gate_;  // ACL and rate limit, for both frontends
   std::unique_ptr<QueryTable> table_;
   std::unique_ptr<upstream::ConnectionPool> pool_;
   std::unique_ptr<UdpFrontend> udp_;

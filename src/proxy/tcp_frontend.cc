@@ -8,7 +8,9 @@
 #include "base/status_macros.h"
 #include "dns/header.h"
 #include "dns/message.h"
+#include "dns/query_checks.h"
 #include "net/sockets.h"
+#include <sys/socket.h>
 
 namespace dotproxy::proxy {
 namespace {
@@ -25,9 +27,9 @@ int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
 }  // namespace
 
-TcpFrontend::TcpFrontend(core::Reactor& reactor, const config::Config& config, QueryTable& table,
-                         metrics::ShardCounters& counters)
-    : reactor_(reactor), config_(config), table_(table), counters_(counters) {}
+TcpFrontend::TcpFrontend(core::Reactor& reactor, const config::Config& config, ClientGate& gate,
+                         QueryTable& table, metrics::ShardCounters& counters)
+    : reactor_(reactor), config_(config), gate_(gate), table_(table), counters_(counters) {}
 
 absl::Status TcpFrontend::Init() {
   ASSIGN_OR_RETURN(buffers_, reactor_.AddBufferRing(kBufferCount, kBufferSize));
@@ -155,24 +157,40 @@ void TcpFrontend::OnAccept(const core::Operation& op, const io_uring_cqe& cqe) {
     }
   }
   if (cqe.res < 0) {
+    ++counters_.tcp_accept_errors;
+    int64_t delay_ms = listener.backoff.OnFailure();
     if (cqe.res == -EMFILE || cqe.res == -ENFILE || cqe.res == -ENOBUFS || cqe.res == -ENOMEM) {
-      LOG_EVERY_N_SEC(kWarn, 1, "tcp accept: %s; pausing accepts for 100ms", strerror(-cqe.res));
-      if (must_rearm && !listener.is_closing) {
-        reactor_.timers().Schedule(&listener.retry_timer, reactor_.now_ms() + kAcceptRetryMs);
-      }
-      return;
+      delay_ms = std::max(delay_ms, kAcceptRetryMs);  // out of resources: give them time back
     }
     if (must_rearm && !listener.is_closing) {
-      ArmAccept(listener);
+      LOG_EVERY_N_SEC(kWarn, 1, "tcp accept: %s; re-arming in %ldms", strerror(-cqe.res),
+                      delay_ms);
+      if (delay_ms > 0) {
+        reactor_.timers().Schedule(&listener.retry_timer, reactor_.now_ms() + delay_ms);
+      } else {
+        ArmAccept(listener);
+      }
     }
     return;
   }
+  listener.backoff.OnSuccess();
   base::UniqueFd fd(cqe.res);
   if (is_draining_) {
     return;  // accepted just before the cancel: closes here
   }
   if (must_rearm && !listener.is_closing) {
     ArmAccept(listener);
+  }
+  sockaddr_in6 peer{};
+  socklen_t peer_len = sizeof(peer);
+  if (getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+    return;  // the peer is already gone
+  }
+  const base::IpAddress source =
+      base::IpAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(&peer), peer_len);
+  if (!gate_.IsAllowed(source)) {
+    ++counters_.tcp_acl_refused;
+    return;  // fd closes here
   }
   if (open_clients_ >= config_.listener.tcp.max_connections && !ShedIdleClient()) {
     ++counters_.tcp_refused;
@@ -191,6 +209,9 @@ void TcpFrontend::OnAccept(const core::Operation& op, const io_uring_cqe& cqe) {
   c.is_peer_closed = false;
   c.is_paused = false;
   c.inflight = 0;
+  c.answers_queued = 0;
+  c.answers_sending = 0;
+  c.source = source;
   c.last_activity_ms = reactor_.now_ms();
   ++open_clients_;
   ++counters_.tcp_accepted;
@@ -269,8 +290,8 @@ void TcpFrontend::HandleFrames(uint32_t index, Feed&& feed) {
   bool is_malformed = false;
   const dns::FrameResult result = feed([&](const uint8_t* msg, size_t len) {
     if (!OnMessage(index, msg, len)) {
-      // Refused for a reason other than the in-flight cap: the message is bad.
-      is_malformed = c.inflight < config_.listener.tcp.max_inflight_per_connection;
+      // Refused for a reason other than the limits: the message is bad.
+      is_malformed = !IsOverLimit(c);
       return false;
     }
     return true;
@@ -282,6 +303,9 @@ void TcpFrontend::HandleFrames(uint32_t index, Feed&& feed) {
   }
   if (result == dns::FrameResult::kPaused) {
     c.is_paused = true;  // back-pressure: no recv until answers drain (Resume)
+    if (!c.output.is_idle()) {
+      ++counters_.tcp_paused_output;
+    }
     return;
   }
   if (c.is_peer_closed) {
@@ -291,9 +315,15 @@ void TcpFrontend::HandleFrames(uint32_t index, Feed&& feed) {
   }
 }
 
+bool TcpFrontend::IsOverLimit(const Client& c) const {
+  return c.inflight + c.answers_queued + c.answers_sending >=
+             config_.listener.tcp.max_inflight_per_connection ||
+         c.output.queued_bytes() >= kMaxOutputBytes;
+}
+
 bool TcpFrontend::OnMessage(uint32_t index, const uint8_t* msg, size_t len) {
   Client& c = clients_[index];
-  if (c.inflight >= config_.listener.tcp.max_inflight_per_connection) {
+  if (IsOverLimit(c)) {
     return false;
   }
   dns::QueryInfo info;
@@ -303,12 +333,24 @@ bool TcpFrontend::OnMessage(uint32_t index, const uint8_t* msg, size_t len) {
                     dns::QueryErrorName(err));
     return false;
   }
+  dns::LocalAnswer answer = dns::CheckQuery(msg, info);
+  switch (gate_.CheckRate(c.source, reactor_.now_ms())) {
+    case ClientGate::Rate::kPass:
+      break;
+    case ClientGate::Rate::kDrop:
+      ++counters_.rate_limited_dropped;
+      return true;  // consumed, never answered
+    case ClientGate::Rate::kRefuse:
+      answer = dns::LocalAnswer::kRefused;
+      break;
+  }
   ++counters_.tcp_queries;
   ++c.inflight;
-  const int32_t si = table_.Acquire(this);
+  const int32_t si = table_.Acquire(this, c.source);
   if (si < 0) {
     const size_t n = dns::BuildServfail(msg, info, scratch_.data(), scratch_.size());
-    ++counters_.servfail_no_upstream;
+    ++(si == QueryTable::kOverShare ? counters_.client_share_dropped
+                                    : counters_.servfail_no_upstream);
     QueueResponse(index, scratch_.data(), n, info.id);
     return true;
   }
@@ -317,7 +359,7 @@ bool TcpFrontend::OnMessage(uint32_t index, const uint8_t* msg, size_t len) {
   slot.client_generation = c.generation;
   slot.info = info;
   slot.query.assign(msg, msg + len);
-  table_.Start(static_cast<uint32_t>(si));
+  table_.Start(static_cast<uint32_t>(si), answer);
   return true;
 }
 
@@ -335,6 +377,16 @@ void TcpFrontend::Deliver(uint32_t slot_index, const uint8_t* response, size_t l
 void TcpFrontend::QueueResponse(uint32_t index, const uint8_t* msg, size_t len,
                                 uint16_t client_id) {
   Client& c = clients_[index];
+  const int64_t now_ms = reactor_.now_ms();
+  const int64_t write_timeout = Millis(config_.listener.tcp.write_timeout);
+  if (c.output.is_idle()) {
+    // write_timeout runs from here until the output is empty again, however steadily the
+    // client reads meanwhile.
+    c.output_since_ms = now_ms;
+    if (write_timeout > 0 && c.timer.expiry_ms > now_ms + write_timeout) {
+      reactor_.timers().Schedule(&c.timer, now_ms + write_timeout);
+    }
+  }
   std::vector<uint8_t>& out = c.output.pending();
   const size_t offset = out.size();
   out.resize(offset + 2 + len);
@@ -342,7 +394,8 @@ void TcpFrontend::QueueResponse(uint32_t index, const uint8_t* msg, size_t len,
   memcpy(out.data() + offset + 2, msg, len);
   dns::SetId(out.data() + offset + 2, client_id);
   --c.inflight;
-  c.last_activity_ms = reactor_.now_ms();
+  ++c.answers_queued;
+  c.last_activity_ms = now_ms;
   if (!c.is_dirty) {
     c.is_dirty = true;
     dirty_.push_back(index);
@@ -351,8 +404,7 @@ void TcpFrontend::QueueResponse(uint32_t index, const uint8_t* msg, size_t len,
 
 void TcpFrontend::Resume(uint32_t index) {
   Client& c = clients_[index];
-  if (c.state != Client::State::kOpen || !c.is_paused ||
-      c.inflight >= config_.listener.tcp.max_inflight_per_connection) {
+  if (c.state != Client::State::kOpen || !c.is_paused || IsOverLimit(c)) {
     return;
   }
   c.is_paused = false;
@@ -385,7 +437,8 @@ void TcpFrontend::StartSend(uint32_t index) {
   }
   c.send_op.generation = c.generation;
   if (c.output.Start(reactor_.ring(), &c.send_op, c.fd.get())) {
-    c.send_started_ms = reactor_.now_ms();
+    c.answers_sending = c.answers_queued;
+    c.answers_queued = 0;
   }
 }
 
@@ -404,6 +457,7 @@ void TcpFrontend::OnSendDone(const core::Operation& op, const io_uring_cqe& cqe)
     return;
   }
   if (result == net::SendQueue::Result::kDone) {
+    c.answers_sending = 0;
     c.last_activity_ms = reactor_.now_ms();
     StartSend(index);
   }
@@ -426,8 +480,9 @@ void TcpFrontend::OnClientTimer(core::Timer* timer) {
   const int64_t now_ms = reactor_.now_ms();
   const int64_t read_timeout = Millis(config_.listener.tcp.read_timeout);
   const int64_t write_timeout = Millis(config_.listener.tcp.write_timeout);
-  if (c.output.is_sending() && write_timeout > 0 && now_ms - c.send_started_ms >= write_timeout) {
-    ++counters_.tcp_idle_closed;
+  const bool has_output = !c.output.is_idle();
+  if (has_output && write_timeout > 0 && now_ms - c.output_since_ms >= write_timeout) {
+    ++counters_.tcp_write_timeouts;
     Close(index);
     return;
   }
@@ -441,8 +496,8 @@ void TcpFrontend::OnClientTimer(core::Timer* timer) {
   if (next <= now_ms) {
     next = now_ms + std::max<int64_t>(read_timeout, 100);
   }
-  if (c.output.is_sending() && write_timeout > 0) {
-    next = std::min(next, c.send_started_ms + write_timeout);
+  if (has_output && write_timeout > 0) {
+    next = std::min(next, c.output_since_ms + write_timeout);
   }
   reactor_.timers().Schedule(&c.timer, next);
 }

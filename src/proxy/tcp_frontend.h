@@ -3,8 +3,10 @@
 // TcpFrontend is one shard's SO_REUSEPORT TCP listener and its client connections (RFC 7766):
 // multishot accept, recv from a provided-buffer ring into a frame reader that copes with any
 // split, pipelined queries answered as they complete, one send in flight per connection,
-// back-pressure at max_inflight_per_connection, idle and write timeouts, and a per-shard cap
-// that sheds the idlest client first.
+// back-pressure (no reads while queries in flight plus answers not yet written reach
+// max_inflight_per_connection, or the answers reach kMaxOutputBytes), idle and write timeouts,
+// and a per-shard cap that sheds the idlest client first. Sources outside listener.allow are
+// closed at accept.
 #ifndef DOTPROXY_PROXY_TCP_FRONTEND_H_
 #define DOTPROXY_PROXY_TCP_FRONTEND_H_
 
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/ip_prefix.h"
 #include "base/unique_fd.h"
 #include "config/config.h"
 #include "core/buffer_ring.h"
@@ -20,14 +23,19 @@
 #include "dns/tcp_framing.h"
 #include "metrics/counters.h"
 #include "net/send_queue.h"
+#include "proxy/client_limits.h"
 #include "proxy/query_table.h"
 
 namespace dotproxy::proxy {
 
 class TcpFrontend final : public ClientSide {
  public:
-  TcpFrontend(core::Reactor& reactor, const config::Config& config, QueryTable& table,
-              metrics::ShardCounters& counters);
+  // Answer bytes one connection may have waiting to be written before its reads pause. An
+  // answer already in flight upstream may still add to it: at most max_inflight answers more.
+  static constexpr size_t kMaxOutputBytes = 256 * 1024;
+
+  TcpFrontend(core::Reactor& reactor, const config::Config& config, ClientGate& gate,
+              QueryTable& table, metrics::ShardCounters& counters);
   TcpFrontend(const TcpFrontend&) = delete;
   TcpFrontend& operator=(const TcpFrontend&) = delete;
 
@@ -53,17 +61,20 @@ class TcpFrontend final : public ClientSide {
     State state = State::kFree;
     bool is_recv_pending = false;
     bool is_peer_closed = false;  // peer shut down its sending side
-    bool is_paused = false;       // in-flight cap reached: not reading
+    bool is_paused = false;       // IsOverLimit: not reading
     bool is_dirty = false;        // on the flush list
     uint32_t generation = 0;
     uint32_t inflight = 0;        // queries forwarded, not yet answered
+    uint32_t answers_queued = 0;  // answers in output, not yet handed to a send
+    uint32_t answers_sending = 0;  // answers in the send in flight
+    base::IpAddress source;        // the peer, for the rate limit and the slot share
     base::UniqueFd fd;
     core::Operation recv_op;
     core::Operation send_op;
     dns::FrameReader reader;
     net::SendQueue output;        // framed responses, one send in flight
     int64_t last_activity_ms = 0;
-    int64_t send_started_ms = 0;
+    int64_t output_since_ms = 0;  // when output last became non-empty (write_timeout)
     core::Timer timer;            // idle (read_timeout) and write_timeout checks
   };
 
@@ -74,12 +85,15 @@ class TcpFrontend final : public ClientSide {
     bool is_closing = false;          // removed by a reload or draining: closed at its end
     bool is_accept_pending = false;
     core::Operation accept_op;        // index: this listener's place in listeners_
-    core::Timer retry_timer;          // accepts paused after EMFILE and the like
+    core::Timer retry_timer;          // accepts paused after errors (backoff)
+    RearmBackoff backoff;             // failed accepts in a row
   };
 
   absl::Status OpenListener(const base::SocketAddress& addr);
   void CloseListener(Listener& listener);
   void ArmAccept(Listener& listener);
+  // Queries in flight plus answers not yet written at the cap, or too many answer bytes.
+  bool IsOverLimit(const Client& c) const;
   void OnAccept(const core::Operation& op, const io_uring_cqe& cqe);
   void OnAcceptRetry(core::Timer* timer);
   bool ShedIdleClient();
@@ -102,6 +116,7 @@ class TcpFrontend final : public ClientSide {
 
   core::Reactor& reactor_;
   const config::Config& config_;
+  ClientGate& gate_;
   QueryTable& table_;
   metrics::ShardCounters& counters_;
   std::vector<std::unique_ptr<Listener>> listeners_;  // stable: SQEs and timers point inside

@@ -8,6 +8,7 @@
 #include "base/status_macros.h"
 #include "dns/header.h"
 #include "dns/message.h"
+#include "dns/query_checks.h"
 #include "net/send_queue.h"
 #include "net/sockets.h"
 
@@ -26,9 +27,9 @@ static_assert(kBufferSize >= sizeof(io_uring_recvmsg_out) + kNameSpace + kContro
 
 }  // namespace
 
-UdpFrontend::UdpFrontend(core::Reactor& reactor, const config::Config& config, QueryTable& table,
-                         metrics::ShardCounters& counters)
-    : reactor_(reactor), config_(config), table_(table), counters_(counters) {}
+UdpFrontend::UdpFrontend(core::Reactor& reactor, const config::Config& config, ClientGate& gate,
+                         QueryTable& table, metrics::ShardCounters& counters)
+    : reactor_(reactor), config_(config), gate_(gate), table_(table), counters_(counters) {}
 
 absl::Status UdpFrontend::Init() {
   ASSIGN_OR_RETURN(buffers_, reactor_.AddBufferRing(kBufferCount, kBufferSize));
@@ -42,6 +43,7 @@ absl::Status UdpFrontend::Init() {
   recv_template_.msg_namelen = kNameSpace;
   recv_template_.msg_controllen = kControlSize;
   recv_handler_ = reactor_.OnCompletion<&UdpFrontend::OnRecv>(this);
+  recv_retry_kind_ = reactor_.OnTimer<&UdpFrontend::OnRecvRetry>(this);
   for (const base::SocketAddress& addr : config::ListenAddresses(config_.listener.udp)) {
     RETURN_IF_ERROR(OpenSocket(addr));
   }
@@ -56,6 +58,8 @@ absl::Status UdpFrontend::OpenSocket(const base::SocketAddress& addr) {
   socket->fd = std::move(fd);
   socket->is_wildcard = addr.is_wildcard();
   socket->recv_op = {recv_handler_, static_cast<uint32_t>(sockets_.size()), 0};
+  socket->retry_timer.owner = socket.get();
+  socket->retry_timer.kind = recv_retry_kind_;
   sockets_.push_back(std::move(socket));
   ArmRecv(*sockets_.back());
   return absl::OkStatus();
@@ -125,6 +129,13 @@ void UdpFrontend::ArmRecv(Socket& socket) {
   socket.is_recv_pending = true;
 }
 
+void UdpFrontend::OnRecvRetry(core::Timer* timer) {
+  Socket& socket = *static_cast<Socket*>(timer->owner);
+  if (!socket.is_closing && !is_stopped_) {
+    ArmRecv(socket);
+  }
+}
+
 void UdpFrontend::OnRecv(const core::Operation& op, const io_uring_cqe& cqe) {
   Socket& socket = *sockets_[op.index];
   // The multishot request ends on any CQE without F_MORE (ENOBUFS, CQ overflow, errors); the
@@ -132,6 +143,7 @@ void UdpFrontend::OnRecv(const core::Operation& op, const io_uring_cqe& cqe) {
   const bool must_rearm = (cqe.flags & IORING_CQE_F_MORE) == 0;
   uint16_t bid = 0;
   if (cqe.res >= 0 && core::BufferRing::BufferOf(cqe, &bid)) {
+    socket.recv_backoff.OnSuccess();
     uint8_t* buf = buffers_->buffer(bid);
     io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buf, cqe.res, &recv_template_);
     if (out == nullptr || (out->flags & MSG_TRUNC) != 0 || out->namelen > sizeof(sockaddr_in6)) {
@@ -142,8 +154,21 @@ void UdpFrontend::OnRecv(const core::Operation& op, const io_uring_cqe& cqe) {
                  io_uring_recvmsg_payload_length(out, cqe.res, &recv_template_));
     }
     buffers_->Recycle(bid);
-  } else if (cqe.res < 0 && cqe.res != -ENOBUFS) {
-    LOG_EVERY_N_SEC(kWarn, 1, "udp recvmsg: %s", strerror(-cqe.res));
+  } else if (cqe.res < 0) {
+    ++counters_.udp_recv_errors;
+    if (cqe.res != -ENOBUFS) {
+      LOG_EVERY_N_SEC(kWarn, 1, "udp recvmsg: %s", strerror(-cqe.res));
+    }
+    if (must_rearm && !socket.is_closing && !is_stopped_) {
+      // A persistent error must not turn into a busy loop of failing re-arms.
+      const int64_t delay_ms = socket.recv_backoff.OnFailure();
+      if (delay_ms > 0) {
+        socket.is_recv_pending = false;
+        ++counters_.udp_recv_rearms;
+        reactor_.timers().Schedule(&socket.retry_timer, reactor_.now_ms() + delay_ms);
+        return;
+      }
+    }
   }
   if (!must_rearm) {
     return;
@@ -159,6 +184,12 @@ void UdpFrontend::OnRecv(const core::Operation& op, const io_uring_cqe& cqe) {
 
 void UdpFrontend::OnDatagram(uint32_t socket, io_uring_recvmsg_out* out, const uint8_t* payload,
                              size_t len) {
+  const auto* name = static_cast<const sockaddr*>(io_uring_recvmsg_name(out));
+  const base::IpAddress source = base::IpAddress::FromSockaddr(name, out->namelen);
+  if (!gate_.IsAllowed(source)) {
+    ++counters_.udp_acl_dropped;  // silently: an answer would make us a reflector
+    return;
+  }
   dns::QueryInfo info;
   const dns::QueryError err = dns::ParseQuery(payload, len, &info);
   if (err != dns::QueryError::kOk) {
@@ -167,16 +198,27 @@ void UdpFrontend::OnDatagram(uint32_t socket, io_uring_recvmsg_out* out, const u
                     dns::QueryErrorName(err), len);
     return;
   }
-  const int32_t si = table_.Acquire(this);
+  dns::LocalAnswer answer = dns::CheckQuery(payload, info);
+  switch (gate_.CheckRate(source, reactor_.now_ms())) {
+    case ClientGate::Rate::kPass:
+      break;
+    case ClientGate::Rate::kDrop:
+      ++counters_.rate_limited_dropped;
+      return;
+    case ClientGate::Rate::kRefuse:
+      answer = dns::LocalAnswer::kRefused;
+      break;
+  }
+  const int32_t si = table_.Acquire(this, source);
   if (si < 0) {
-    ++counters_.udp_dropped_no_slot;
+    ++(si == QueryTable::kOverShare ? counters_.client_share_dropped
+                                    : counters_.udp_dropped_no_slot);
     return;
   }
   ++counters_.udp_queries;
   Reply& reply = replies_[si];
   reply.socket = socket;
-  reply.client = base::SocketAddress::FromSockaddr(
-      static_cast<const sockaddr*>(io_uring_recvmsg_name(out)), out->namelen);
+  reply.client = base::SocketAddress::FromSockaddr(name, out->namelen);
   reply.pktinfo_family = 0;
   if (sockets_[socket]->is_wildcard) {
     for (cmsghdr* c = io_uring_recvmsg_cmsg_firsthdr(out, &recv_template_); c != nullptr;
@@ -199,15 +241,18 @@ void UdpFrontend::OnDatagram(uint32_t socket, io_uring_recvmsg_out* out, const u
   QueryTable::Slot& slot = table_.slot(si);
   slot.info = info;
   slot.query.assign(payload, payload + len);
-  table_.Start(static_cast<uint32_t>(si));
+  table_.Start(static_cast<uint32_t>(si), answer);
 }
 
 void UdpFrontend::Deliver(uint32_t slot_index, const uint8_t* response, size_t len) {
   const QueryTable::Slot& slot = table_.slot(slot_index);
   Reply& reply = replies_[slot_index];
-  // RFC 1035 §4.2.1 / RFC 6891 §7: never more than the client can take over UDP; send TC=1 so
-  // it retries over TCP (RFC 7766 §5).
-  if (len > dns::ClientUdpLimit(slot.info)) {
+  // RFC 1035 §4.2.1 / RFC 6891 §7: never more than the client can take over UDP, nor more than
+  // max_answer_size (a spoofed query must not buy a large reply); send TC=1 so it retries over
+  // TCP (RFC 7766 §5).
+  const size_t limit =
+      std::min<size_t>(dns::ClientUdpLimit(slot.info), config_.listener.udp.max_answer_size);
+  if (len > limit) {
     ++counters_.truncated;
     reply.bytes.resize(dns::kMinUdpPayload);
     const size_t n = dns::BuildTruncatedResponse(response, len, slot.query.data(), slot.info,

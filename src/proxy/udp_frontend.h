@@ -3,13 +3,10 @@
 // UdpFrontend is one shard's SO_REUSEPORT UDP sockets, one per listen address: a multishot recvmsg
 // over a shared provided-buffer ring brings queries in (with IP_PKTINFO/IPV6_PKTINFO on wildcard binds), and one sendmsg per
 // answer sends them back from the address the client asked (RFC 1035 §4.2.1 size limits, TC=1
-// when the answer is larger than the client takes).
+// when the answer is larger than the client takes or listener.udp.max_answer_size). Sources
+// outside listener.allow and queries over the rate limit are dropped before they take a slot.
 #ifndef DOTPROXY_PROXY_UDP_FRONTEND_H_
 #define DOTPROXY_PROXY_UDP_FRONTEND_H_
-
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <cstdint>
 #include <memory>
@@ -22,14 +19,18 @@
 #include "core/buffer_ring.h"
 #include "core/reactor.h"
 #include "metrics/counters.h"
+#include "proxy/client_limits.h"
 #include "proxy/query_table.h"
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 namespace dotproxy::proxy {
 
 class UdpFrontend final : public ClientSide {
  public:
-  UdpFrontend(core::Reactor& reactor, const config::Config& config, QueryTable& table,
-              metrics::ShardCounters& counters);
+  UdpFrontend(core::Reactor& reactor, const config::Config& config, ClientGate& gate,
+              QueryTable& table, metrics::ShardCounters& counters);
   UdpFrontend(const UdpFrontend&) = delete;
   UdpFrontend& operator=(const UdpFrontend&) = delete;
 
@@ -57,6 +58,8 @@ class UdpFrontend final : public ClientSide {
     bool is_closing = false;    // removed by a reload or stopped: not re-armed, closed at its end
     bool is_recv_pending = false;
     core::Operation recv_op;    // index: this socket's place in sockets_
+    RearmBackoff recv_backoff;  // failed recvmsg completions in a row
+    core::Timer retry_timer;    // re-arms the receive after errors (backoff)
   };
   // Where and how to answer the query in the query-table slot of the same index.
   struct Reply {
@@ -77,6 +80,7 @@ class UdpFrontend final : public ClientSide {
   absl::Status OpenSocket(const base::SocketAddress& addr);
   void CloseSocket(Socket& socket);
   void ArmRecv(Socket& socket);
+  void OnRecvRetry(core::Timer* timer);
   void OnRecv(const core::Operation& op, const io_uring_cqe& cqe);
   // Takes one datagram: checks it, and starts a query or drops it (counted).
   void OnDatagram(uint32_t socket, io_uring_recvmsg_out* out, const uint8_t* payload, size_t len);
@@ -85,10 +89,12 @@ class UdpFrontend final : public ClientSide {
 
   core::Reactor& reactor_;
   const config::Config& config_;
+  ClientGate& gate_;
   QueryTable& table_;
   metrics::ShardCounters& counters_;
   std::vector<std::unique_ptr<Socket>> sockets_;  // stable addresses: SQEs point at recv_op
   core::HandlerId recv_handler_ = core::kIgnoreHandler;
+  uint32_t recv_retry_kind_ = 0;
   core::BufferRing* buffers_ = nullptr;
   msghdr recv_template_{};      // sizes for the multishot recvmsg
   bool is_stopped_ = false;

@@ -167,6 +167,10 @@ TEST_F(LoadConfigTest, ExampleMatchesDefaults) {
   EXPECT_EQ(config.listener.udp.write_timeout, defaults.listener.udp.write_timeout);
   EXPECT_EQ(config.listener.udp.max_concurrent_connections,
             defaults.listener.udp.max_concurrent_connections);
+  EXPECT_EQ(config.listener.udp.max_answer_size, defaults.listener.udp.max_answer_size);
+  EXPECT_EQ(config.listener.allow, defaults.listener.allow);
+  EXPECT_FALSE(config.listener.rate_limit.enabled);  // commented out in the example
+  EXPECT_EQ(config.listener.max_queries_per_client, defaults.listener.max_queries_per_client);
 
   EXPECT_EQ(config.upstream.load_balancing_policy, defaults.upstream.load_balancing_policy);
   EXPECT_EQ(config.upstream.max_connection_retries, defaults.upstream.max_connection_retries);
@@ -265,6 +269,60 @@ TEST_F(LoadConfigTest, BadSpkiPins) {
               "got \"bm90IDMyIGJ5dGVz\"");
   ExpectErrorPrefix(head + "      spki_pins: [\"%%%\"]\n", 8, 19,
                     "upstream.servers[0].spki_pins[0]: expected the base64");
+}
+
+TEST_F(LoadConfigTest, EdgeKeys) {
+  ASSERT_OK_AND_ASSIGN(const Config config, Load(R"(
+listener:
+  udp:
+    addr: 127.0.0.1:53
+    max_answer_size: 4096
+  allow: [127.0.0.2/32, "::1", 2001:db8::/32]
+  rate_limit:
+    qps: 50
+    burst: 10
+    action: Refuse
+  max_queries_per_client: 100
+upstream:
+  servers:
+    - addr: 127.0.0.1:853
+      server_name: one.test
+)"));
+  EXPECT_THAT(warnings_, IsEmpty());
+  EXPECT_EQ(config.listener.udp.max_answer_size, 4096u);
+  EXPECT_EQ(config.listener.allow,
+            (std::vector<std::string>{"127.0.0.2/32", "::1", "2001:db8::/32"}));
+  EXPECT_TRUE(config.listener.rate_limit.enabled);
+  EXPECT_EQ(config.listener.rate_limit.qps, 50u);
+  EXPECT_EQ(config.listener.rate_limit.burst, 10u);
+  EXPECT_EQ(config.listener.rate_limit.action, RateLimitAction::kRefuse);
+  EXPECT_EQ(config.listener.max_queries_per_client, 100u);
+}
+
+TEST_F(LoadConfigTest, EdgeKeyErrors) {
+  const std::string tail =
+      "upstream:\n  servers:\n    - addr: 127.0.0.1:853\n      server_name: a\n";
+  ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n  allow: [10.0.0.1/8]\n" + tail, 4, 11,
+              "listener.allow[0]: has bits set after the prefix length: \"10.0.0.1/8\"");
+  ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n  allow: 10.0.0.0/8\n" + tail, 4, 10,
+              "listener.allow: expected a list of CIDRs, got a scalar");
+  ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n  rate_limit:\n    burst: 5\n" + tail, 5,
+              5, "listener.rate_limit.qps: missing required key");
+  ExpectError("listener:\n  udp:\n    addr: 127.0.0.1:53\n    max_answer_size: 511\n" + tail, 4, 22,
+              "listener.udp.max_answer_size: must be in 512..65507, got 511");
+  ExpectError(
+      "listener:\n  udp:\n    addr: 127.0.0.1:53\n  rate_limit:\n    qps: 1\n    action: "
+      "slow\n" +
+          tail,
+      6, 13, "listener.rate_limit.action: unknown action \"slow\" (valid: drop, refuse)");
+}
+
+TEST_F(LoadConfigTest, EmptyAllowListIsWarned) {
+  ASSERT_OK_AND_ASSIGN(const Config config,
+                       Load("listener:\n  udp:\n    addr: 127.0.0.1:53\n  allow: []\nupstream:\n"
+                            "  servers:\n    - addr: 127.0.0.1:853\n      server_name: a\n"));
+  EXPECT_TRUE(config.listener.allow.empty());
+  EXPECT_THAT(warnings_, ElementsAre(HasSubstr("listener.allow: is empty")));
 }
 
 TEST_F(LoadConfigTest, EveryKeySet) {
@@ -438,7 +496,7 @@ TEST_F(LoadConfigTest, UnknownNestedKey) {
 )",
               4, 5,
               "listener.udp.adr: unknown key (allowed: addr, read_timeout, "
-              "write_timeout, max_concurrent_connections)");
+              "write_timeout, max_concurrent_connections, max_answer_size)");
   ExpectError(R"(listener:
   udp:
     addr: 127.0.0.1:5353

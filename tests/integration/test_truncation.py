@@ -40,7 +40,8 @@ class TruncationTest(harness.ProxyTestCase):
             self._assert_truncated(q, r, 1232, edns=True)
 
     def test_udp_edns_4096_complete(self):
-        with self.proxy() as p:
+        """With listener.udp.max_answer_size raised to 4096 (the default 1232 would truncate)."""
+        with self.proxy(self.make_config(udp_listener={"max_answer_size": 4096})) as p:
             q, r = p.udp("size-3000.full.test.", "TXT", edns=4096)
             self.assertAnswer(r, "size-3000.full.test.", "TXT", q.id, "EDNS 4096 client, 3000-byte answer")
             self.assertGreaterEqual(len(r), 2900, f"answer is {len(r)} bytes, expected ~3000")

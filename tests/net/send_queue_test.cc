@@ -65,12 +65,15 @@ TEST_F(SendQueueTest, BytesAppendedDuringASendGoOutTogetherInTheNext) {
   EXPECT_TRUE(queue.is_sending());
   // One send in flight: more bytes wait, and Start does not submit a second send.
   queue.pending().insert(queue.pending().end(), {'c', 'd', 'e'});
+  EXPECT_EQ(queue.queued_bytes(), 5u);
   EXPECT_FALSE(queue.Start(*ring_, &op_, fds_[0]));
   EXPECT_EQ(queue.OnComplete(*ring_, &op_, fds_[0], WaitSend()), SendQueue::Result::kDone);
   EXPECT_FALSE(queue.is_idle());
+  EXPECT_EQ(queue.queued_bytes(), 3u);
   ASSERT_TRUE(queue.Start(*ring_, &op_, fds_[0]));
   EXPECT_EQ(queue.OnComplete(*ring_, &op_, fds_[0], WaitSend()), SendQueue::Result::kDone);
   EXPECT_TRUE(queue.is_idle());
+  EXPECT_EQ(queue.queued_bytes(), 0u);
   EXPECT_EQ(ReadAll(5), "abcde");
 }
 
@@ -83,6 +86,7 @@ TEST_F(SendQueueTest, ShortWriteResubmitsTheRest) {
   // Pretend the kernel took only one byte: the remaining three are submitted again.
   EXPECT_EQ(queue.OnComplete(*ring_, &op_, fds_[0], 1), SendQueue::Result::kPartial);
   EXPECT_TRUE(queue.is_sending());
+  EXPECT_EQ(queue.queued_bytes(), 3u);
   EXPECT_EQ(queue.OnComplete(*ring_, &op_, fds_[0], WaitSend()), SendQueue::Result::kDone);
   EXPECT_EQ(ReadAll(7), "1234234");
 }

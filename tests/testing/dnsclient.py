@@ -7,7 +7,7 @@
 * checks: ``answer_problem`` says what is wrong with a response (None if it is the right one)
 * processes: ``ProxyProcess`` (the binary under test, from a config dict) and ``FakeUpstreamProcess``
   (fake_dot_upstream.py run as a separate process)
-* /proc readers: ``fd_count``, ``rss_kb``
+* /proc readers: ``fd_count``, ``rss_kb``, ``is_sanitized``
 
 Everything binds and connects on loopback only.
 """
@@ -177,11 +177,15 @@ def _family(host: str):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def udp_exchange(wire: bytes, host: str, port: int, timeout: float = 3.0, expect_id: int | None = None):
-    """Sends one datagram; returns the first reply (bytes) whose ID matches (if given), or None."""
+def udp_exchange(wire: bytes, host: str, port: int, timeout: float = 3.0, expect_id: int | None = None,
+                 source: str | None = None):
+    """Sends one datagram (from address `source`, if given); returns the first reply (bytes) whose ID
+    matches (if given), or None."""
     if expect_id is None and len(wire) >= 2:
         expect_id = id_of(wire)
     with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
+        if source:
+            s.bind((source, 0))
         s.connect((host, port))
         s.send(wire)
         deadline = time.monotonic() + timeout
@@ -243,8 +247,9 @@ def udp_many(items, host: str, port: int, timeout: float = 5.0, edns=None):
 class TcpClient:
     """A raw DNS-over-TCP client: bytes go out exactly as the test says, frames are read back."""
 
-    def __init__(self, host: str, port: int, timeout: float = 5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 5.0, source: str | None = None):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.eof = False
@@ -373,6 +378,12 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def is_sanitized(pid: int) -> bool:
+    """True when the process runs with ASan (its quarantine keeps freed memory resident)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
 
 
 def udp_port_bound(port: int) -> bool:

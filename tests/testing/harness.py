@@ -111,9 +111,11 @@ class ProxyTestCase(unittest.TestCase):
 
     def make_config(self, *, servers=None, workers: int = 1, listen_host: str = "127.0.0.1",
                     tcp: bool = True, server: dict | None = None, upstream: dict | None = None,
-                    tcp_listener: dict | None = None) -> dict:
+                    tcp_listener: dict | None = None, udp_listener: dict | None = None,
+                    listener: dict | None = None) -> dict:
         """server: overrides for the (single, default) upstream server entry; upstream: overrides for
-        the upstream section; tcp_listener: overrides for listener.tcp. None values delete keys."""
+        the upstream section; tcp_listener / udp_listener: overrides for listener.tcp / .udp;
+        listener: other listener keys (allow, rate_limit, ...). None values delete keys."""
         port = dnsclient.free_port(listen_host)
         addr = dnsclient.hostport(listen_host, port)
         cfg = {
@@ -132,6 +134,10 @@ class ProxyTestCase(unittest.TestCase):
                 "max_inflight_per_connection": 128}, tcp_listener or {})
         if upstream:
             deep_update(cfg["upstream"], upstream)
+        if udp_listener:
+            deep_update(cfg["listener"]["udp"], udp_listener)
+        if listener:
+            deep_update(cfg["listener"], listener)
         return cfg
 
     def proxy(self, cfg: dict | None = None, **kw) -> ProxyProcess:
