@@ -10,8 +10,6 @@
 namespace dotproxy::upstream {
 namespace {
 
-// LeastOutstanding: how long a server's latency is trusted (see Send).
-constexpr int64_t kLatencyTrustMs = 1000;
 // Plaintext read per SSL_read call.
 constexpr size_t kPlaintextChunk = 64 * 1024;
 // Upstream ciphertext buffers, shared by the shard's connections: 16 KiB holds a full TLS record.
@@ -112,7 +110,7 @@ ConnectionPool::SendResult ConnectionPool::Send(uint32_t slot, std::span<const u
     // as unmeasured again, is tried, and re-measured (otherwise one slow answer, or the time
     // before an outage, could keep it out for good).
     for (uint32_t s = 0; s < servers_.size(); ++s) {
-      if (now_ms - servers_[s].health.last_response_ms() > kLatencyTrustMs) {
+      if (now_ms - servers_[s].health.last_response_ms() > HealthOptions().latency_trust_ms) {
         views_[s].ewma_latency_us = 0;
       }
     }

@@ -107,9 +107,10 @@ bool ServerHealth::OnResponse(int64_t now_ms, int64_t latency_us) {
   has_backed_off_ = false;
   exponent_ = 0;
   backoff_ms_ = 0;
+  const bool is_stale = now_ms - last_response_ms_ > options_.latency_trust_ms;
   last_response_ms_ = now_ms;
   const double sample = static_cast<double>(std::max<int64_t>(latency_us, 0));
-  if (ewma_latency_us_ == 0) {
+  if (ewma_latency_us_ == 0 || is_stale) {
     ewma_latency_us_ = sample;
   } else {
     ewma_latency_us_ += (sample - ewma_latency_us_) * kEwmaWeight;

@@ -38,6 +38,9 @@ struct HealthOptions {
   // Query timeouts count at most once per interval: many slow queries whose timers fire
   // together are one piece of evidence, not many. Clamped to >= 1.
   int64_t timeout_interval_ms = 1000;
+  // A latency older than this is stale: the next answer starts the average afresh, so one slow
+  // sample cannot keep a server out (LeastOutstanding) long after the server got fast again.
+  int64_t latency_trust_ms = 1000;
 };
 
 // backoff_initial_ms doubled `exponent` times, never above backoff_max_ms. Never overflows,

@@ -143,6 +143,10 @@ class BalancingTest(harness.ProxyTestCase):
                         before = self.counts(ups)
                         res = []
                         for b in range(10):
+                            # Spread over ~1.5 s: a latency older than 1 s is measured afresh,
+                            # so one slow sample from the sequential phase cannot exclude a
+                            # server from every batch (the policy's documented re-measuring).
+                            time.sleep(0.15)
                             items = [(f"c{b}-{i}.h{n}.lb.test.", "A") for i in range(20)]
                             for (name, _), (q, r, _) in zip(items, udp_many(items, *p.udp_addr,
                                                                               timeout=scaled(4))):

@@ -399,6 +399,17 @@ TEST_F(ServerHealthTest, LatencyEwmaStartsAtTheFirstAnswer) {
   EXPECT_DOUBLE_EQ(health.ewma_latency_us(), 9000 - 9000.0 / 8);
 }
 
+TEST_F(ServerHealthTest, StaleLatencyRestartsTheAverage) {
+  // One slow answer, then nothing for longer than latency_trust_ms: the next answer is the whole
+  // new average, so the slow sample cannot keep the server out once it is fast again.
+  ServerHealth health;
+  health.OnResponse(now_ms_, 50'000);
+  health.OnResponse(now_ms_ + 500, 200);  // within the trust window: 1/8 of the way
+  EXPECT_DOUBLE_EQ(health.ewma_latency_us(), 50'000 - (50'000 - 200) / 8.0);
+  health.OnResponse(now_ms_ + 500 + HealthOptions().latency_trust_ms + 1, 300);
+  EXPECT_DOUBLE_EQ(health.ewma_latency_us(), 300);
+}
+
 TEST_F(ServerHealthTest, LatencyIsForgottenAfterADownPeriod) {
   // What a server measured before an outage says little after it: it counts as unmeasured, so
   // LeastOutstanding tries it first and measures it again.
