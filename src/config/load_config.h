@@ -23,6 +23,12 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, std::vector<std::stri
 absl::StatusOr<Config> LoadConfigFromString(std::string_view text, std::string_view filename,
                                             std::vector<std::string>* warnings);
 
+// Every key path the loader accepts, dotted, with "[]" for list items, e.g.
+// "listener.tcp.addr", "upstream.servers[].server_name". Derived from the tables.
+// Sections come before their keys, in table order. The misspelt alias load_balacing_policy is
+// accepted but not listed: it is not a key to document.
+std::vector<std::string> AcceptedKeyPaths();
+
 // Cross-field checks after parsing.
 absl::Status Validate(const Config& config, std::string_view filename);
 

@@ -5,12 +5,16 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "config/config.h"
 #include "gmock/gmock.h"
@@ -25,9 +29,11 @@ namespace {
 
 using ::dotproxy::testutil::IsOk;
 using ::dotproxy::testutil::StatusIs;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::IsSupersetOf;
 using ::testing::Not;
 using ::testing::StartsWith;
 
@@ -175,42 +181,40 @@ TEST_F(LoadConfigTest, ExampleMatchesDefaults) {
 TEST_F(LoadConfigTest, ExampleMentionsEveryKey) {
   const std::string text = ReadFile(std::string(DOTPROXY_SOURCE_ROOT) + "/config.example.yaml");
   ASSERT_FALSE(text.empty());
-  const char* const keys[] = {
-      "application",
-      "sentry_dsn",
-      "metrics",
-      "statsd",
-      "addr",
-      "sample_rate",
-      "listener",
-      "tcp",
-      "udp",
-      "read_timeout",
-      "write_timeout",
-      "max_connections",
-      "max_inflight_per_connection",
-      "max_concurrent_connections",
-      "upstream",
-      "load_balancing_policy",
-      "max_connection_retries",
-      "query_timeout",
-      "backoff_initial",
-      "backoff_max",
-      "servers",
-      "server_name",
-      "connection_pool_size",
-      "connect_timeout",
-      "handshake_timeout",
-      "stale_timeout",
-      "ca_file",
-      "max_inflight",
-      "weight",
-      "server",
-      "workers",
-  };
-  for (const char* key : keys) {
+  const std::vector<std::string> paths = AcceptedKeyPaths();
+  ASSERT_FALSE(paths.empty());
+  for (const std::string& path : paths) {
+    const std::string key = path.substr(path.rfind('.') + 1);  // npos + 1 == 0: a top-level key
     EXPECT_TRUE(IsDocumented(text, key))
-        << key << " is not documented in config.example.yaml";
+        << key << " (" << path << ") is not documented in config.example.yaml";
+  }
+}
+
+// The format another test (man-page coverage) relies on: dotted paths of lower-case keys, "[]"
+// after a list, each path once, every parent listed before its children.
+TEST_F(LoadConfigTest, AcceptedKeyPathsFormat) {
+  const std::vector<std::string> paths = AcceptedKeyPaths();
+  EXPECT_THAT(paths, IsSupersetOf({"application", "application.sentry_dsn", "metrics.statsd.addr",
+                                   "listener.tcp.addr", "listener.udp.max_concurrent_connections",
+                                   "upstream.load_balancing_policy", "upstream.servers",
+                                   "upstream.servers[].addr", "upstream.servers[].server_name",
+                                   "upstream.servers[].weight", "server.workers"}));
+  EXPECT_THAT(paths, Not(Contains(HasSubstr("load_balacing_policy"))));
+  std::set<std::string> seen;
+  for (const std::string& path : paths) {
+    SCOPED_TRACE(path);
+    EXPECT_TRUE(seen.insert(path).second) << "listed twice";
+    for (absl::string_view part : absl::StrSplit(path, '.')) {
+      absl::ConsumeSuffix(&part, "[]");
+      EXPECT_FALSE(part.empty());
+      EXPECT_EQ(part.find_first_not_of("abcdefghijklmnopqrstuvwxyz_"), absl::string_view::npos);
+    }
+    const size_t dot = path.rfind('.');
+    if (dot != std::string::npos) {
+      absl::string_view parent = absl::string_view(path).substr(0, dot);
+      absl::ConsumeSuffix(&parent, "[]");
+      EXPECT_EQ(seen.count(std::string(parent)), 1u) << "parent not listed before";
+    }
   }
 }
 
