@@ -4,8 +4,9 @@
 #
 #   deploy/package.sh [OUTDIR]      OUTDIR default build-deb (relative to the repository root)
 #
-# Like deploy/install-deps.sh it installs what is missing, and only that: dpkg-dev first, then the
-# Build-Depends of debian/control (apt-get build-dep) when dpkg-checkbuilddeps reports any missing.
+# It installs what is missing, and only that: dpkg-dev first (deploy/install-deps.sh --only), then
+# the Build-Depends of debian/control (apt-get build-dep) when dpkg-checkbuilddeps reports any
+# missing.
 # The working tree (tracked and untracked files, minus .gitignore'd ones) is copied to
 # OUTDIR/src, and `dpkg-buildpackage -us -uc -b` runs there, so the .deb files land in OUTDIR and
 # nothing is written outside it. Uses sudo only when not root. Only Debian's archive is needed.
@@ -26,40 +27,9 @@ stage=$outdir/src
 
 log() { printf '== package.sh: %s\n' "$*"; }
 
-if [[ $(id -u) -eq 0 ]]; then
-  SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-  SUDO=(sudo)
-else
-  SUDO=(false)  # fails with the message below when something must be installed
-fi
-apt_install() {
-  if [[ ${SUDO[0]:-} == false ]]; then
-    echo "package.sh: not root and no sudo; as root run: apt-get install $*" >&2
-    exit 1
-  fi
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
-}
-apt_updated=false
-apt_update_once() {
-  if ! $apt_updated; then
-    "${SUDO[@]}" apt-get update
-    apt_updated=true
-  fi
-}
-
 # dpkg-dev provides dpkg-buildpackage and dpkg-checkbuilddeps; build-essential is implied by every
 # Debian build.
-missing=()
-for pkg in dpkg-dev build-essential; do
-  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-  [[ $status == "install ok installed" ]] || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  apt_update_once
-  apt_install "${missing[@]}"
-fi
+deploy/install-deps.sh --only dpkg-dev build-essential
 
 # Copy the working tree. In a git checkout: the files git would commit (tracked or untracked, not
 # ignored, still present); otherwise everything but build directories.
@@ -76,13 +46,16 @@ fi
 
 if ! (cd "$stage" && dpkg-checkbuilddeps) 2>/dev/null; then
   log "installing the Build-Depends of debian/control"
-  apt_update_once
-  if [[ ${SUDO[0]:-} == false ]]; then
-    (cd "$stage" && dpkg-checkbuilddeps) || true
-    echo "package.sh: not root and no sudo; as root run: apt-get build-dep $stage" >&2
-    exit 1
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || {
+      echo "package.sh: not root and no sudo; as root run: apt-get build-dep $stage" >&2
+      exit 1
+    }
+    sudo=(sudo)
   fi
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get build-dep -y --no-install-recommends "$stage"
 fi
 

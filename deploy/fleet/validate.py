@@ -532,6 +532,8 @@ def check_rendered_by_kubectl(kubectl, here):
 def check_config(dotproxy):
     if dotproxy is None:
         raise Skip("no --dotproxy binary given")
+    if not os.access(dotproxy, os.X_OK):
+        return [f"{dotproxy}: not an executable file"]
     run = subprocess.run([dotproxy, "--check-config", "--config", CONFIG], capture_output=True,
                          text=True, timeout=60)
     if run.returncode != 0:
@@ -571,6 +573,8 @@ def check_run_under_profile(dotproxy):
     the io_uring calls it refuses to start (so the profile is what lets it run)."""
     if dotproxy is None:
         raise Skip("no --dotproxy binary given")
+    if not os.access(dotproxy, os.X_OK):
+        return [f"{dotproxy}: not an executable file"]
     try:
         import seccomp  # noqa: F401  (seccomp_exec.py needs it)
         import dns.message

@@ -43,16 +43,7 @@ version=$(dpkg-deb -f "$deb" Version)
 
 need=(mmdebstrap)
 $rootfs_only || need+=(podman)
-missing=()
-for pkg in "${need[@]}"; do
-  [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]] ||
-    missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+"$(dirname "$0")/../../install-deps.sh" --only "${need[@]}"
 
 # Mirrors: $MIRROR, or this machine's apt sources files (mmdebstrap copies a file's contents).
 mirrors=()
