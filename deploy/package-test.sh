@@ -109,12 +109,7 @@ version=$(dpkg-deb -f "${debs[0]}" Version)
 
 # Every tag lintian emits, down to info and pedantic, must be fixed or overridden with a reason
 # (debian/*.lintian-overrides); an override that no longer matches fails too (unused-override).
-if ! command -v lintian >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian \
-    >"$tmp/apt.log" 2>&1 || { apt-get update >/dev/null 2>&1 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian \
-        >"$tmp/apt.log" 2>&1; }
-fi
+deploy/install-deps.sh --only lintian >"$tmp/apt.log" 2>&1 || cat "$tmp/apt.log"
 check "lintian: no tags (errors to pedantic) on ${debs[*]##*/}" \
   lintian --info --pedantic --fail-on error,warning,info,pedantic "${debs[@]}"
 
