@@ -6,6 +6,8 @@
 #   deploy/install-deps.sh            install what is missing (apt-get update first)
 #   deploy/install-deps.sh --check    only report what is missing; exit 1 if anything is
 #   deploy/install-deps.sh --list     print the package list
+#   deploy/install-deps.sh --only PKG...  the same for just these packages (deploy/package.sh,
+#                                     deploy/fleet/check.sh and deploy/fleet/image/build.sh use it)
 #
 # Uses sudo only when not root. Only Debian's archive is needed.
 set -euo pipefail
@@ -29,8 +31,9 @@ PACKAGES=(
 
 case "${1:-}" in
   --list) printf '%s\n' "${PACKAGES[@]}"; exit 0 ;;
+  --only) shift; PACKAGES=("$@"); set -- ;;
   --check|"") ;;
-  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps.sh: unknown argument: $1" >&2; exit 2 ;;
 esac
 
