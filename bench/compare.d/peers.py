@@ -74,6 +74,8 @@ upstream:
 server:
   workers: 1
 """)
+            # Extra top-level sections for a variant run (metrics on, say); empty by default.
+            f.write(os.environ.get("DOTPROXY_BENCH_EXTRA_YAML", ""))
         return [self.ctx["dotproxy"], "--config", conf]
 
     def version(self):
