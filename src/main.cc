@@ -67,13 +67,18 @@ std::vector<int> AffinityCpus() {
   return cpus;
 }
 
-// Start-up hand-off between the main thread and the shard threads (not on the data path).
+// Start-up and shutdown hand-off between the main thread and the shard threads (not on the data
+// path).
 struct StartupState {
   std::mutex mu;
   std::condition_variable cv;
   uint32_t reported = 0;
   std::vector<std::string> errors;
   std::vector<proxy::Shard*> shards;
+  // Set once the main thread has made its last RequestStop call. A shard thread keeps its Shard
+  // alive until then: Run returns as soon as it sees the stop flag, which RequestStop sets before
+  // it writes the shard's wake-up eventfd.
+  bool stop_requests_done = false;
 };
 
 void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cpu,
@@ -100,6 +105,8 @@ void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cp
     return;
   }
   (*shard)->Run();
+  std::unique_lock<std::mutex> lock(startup->mu);
+  startup->cv.wait(lock, [&] { return startup->stop_requests_done; });
 }
 
 int Main(int argc, char** argv) {
@@ -187,6 +194,11 @@ int Main(int argc, char** argv) {
         shard->RequestStop();
       }
     }
+    {
+      std::lock_guard<std::mutex> lock(startup.mu);
+      startup.stop_requests_done = true;
+    }
+    startup.cv.notify_all();
     for (std::thread& t : threads) {
       t.join();
     }
