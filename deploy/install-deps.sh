@@ -6,6 +6,7 @@
 #   deploy/install-deps.sh            install what is missing (apt-get update first)
 #   deploy/install-deps.sh --check    only report what is missing; exit 1 if anything is
 #   deploy/install-deps.sh --list     print the package list
+#   --fuzz (with any of the above)    also clang-14 and libFuzzer, for tests/fuzz/run.sh
 #
 # Uses sudo only when not root. Only Debian's archive is needed.
 set -euo pipefail
@@ -25,12 +26,23 @@ PACKAGES=(
   iproute2 procps
 )
 
-case "${1:-}" in
-  --list) printf '%s\n' "${PACKAGES[@]}"; exit 0 ;;
-  --check|"") ;;
-  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "install-deps.sh: unknown argument: $1" >&2; exit 2 ;;
-esac
+# Only the fuzz targets need these (tests/fuzz/meson.build insists on clang).
+FUZZ_PACKAGES=(clang-14 libfuzzer-14-dev)
+
+mode=install
+for arg in "$@"; do
+  case "$arg" in
+    --fuzz) PACKAGES+=("${FUZZ_PACKAGES[@]}") ;;
+    --list) mode=list ;;
+    --check) mode=check ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install-deps.sh: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+if [[ $mode == list ]]; then
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -44,7 +56,7 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 echo "install-deps: missing: ${missing[*]}"
-[[ ${1:-} == --check ]] && exit 1
+[[ $mode == check ]] && exit 1
 
 if [[ $(id -u) -eq 0 ]]; then
   SUDO=()
