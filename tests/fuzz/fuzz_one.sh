@@ -16,7 +16,7 @@ if (($# != 3)); then
   echo "usage: $0 FUZZER SEED_DIR WORK_DIR" >&2
   exit 2
 fi
-fuzzer=$1 seeds=$2 work=$3
+fuzzer=$(realpath "$1") seeds=$2 work=$3
 name=$(basename "$fuzzer")
 secs=${FUZZ_SECONDS:-0}
 if ! [[ $secs =~ ^[0-9]+$ ]]; then
@@ -67,4 +67,5 @@ echo "$summary" | tee "$work/summary"
 for artifact in $artifacts; do
   echo "$name: input saved as $artifact; reproduce with: $fuzzer $artifact" | tee -a "$work/summary"
 done
-exit "$rc"
+# libFuzzer exits 77 after a crash by default (-error_exitcode), which meson reads as "skipped".
+((rc == 0)) || exit 1
