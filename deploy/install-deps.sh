@@ -8,6 +8,7 @@
 #   deploy/install-deps.sh --list     print the package list
 #   deploy/install-deps.sh --only PKG...  the same for just these packages (deploy/package.sh,
 #                                     deploy/fleet/check.sh and deploy/fleet/image/build.sh use it)
+#   --fuzz (with any of the above)    also clang-14 and libFuzzer, for tests/fuzz/run.sh
 #
 # Uses sudo only when not root. Only Debian's archive is needed.
 set -euo pipefail
@@ -29,13 +30,25 @@ PACKAGES=(
   iproute2 procps
 )
 
-case "${1:-}" in
-  --list) printf '%s\n' "${PACKAGES[@]}"; exit 0 ;;
-  --only) shift; PACKAGES=("$@"); set -- ;;
-  --check|"") ;;
-  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "install-deps.sh: unknown argument: $1" >&2; exit 2 ;;
-esac
+# Only the fuzz targets need these (tests/fuzz/meson.build insists on clang).
+FUZZ_PACKAGES=(clang-14 libfuzzer-14-dev)
+
+mode=install
+while (($#)); do
+  case "$1" in
+    --fuzz) PACKAGES+=("${FUZZ_PACKAGES[@]}") ;;
+    --list) mode=list ;;
+    --check) mode=check ;;
+    --only) shift; PACKAGES=("$@"); break ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install-deps.sh: unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [[ $mode == list ]]; then
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -49,7 +62,7 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 echo "install-deps: missing: ${missing[*]}"
-[[ ${1:-} == --check ]] && exit 1
+[[ $mode == check ]] && exit 1
 
 if [[ $(id -u) -eq 0 ]]; then
   SUDO=()

@@ -77,7 +77,8 @@ std::vector<int> AffinityCpus() {
   return cpus;
 }
 
-// Start-up hand-off between the main thread and the shard threads (not on the data path).
+// Start-up and shutdown hand-off between the main thread and the shard threads (not on the data
+// path).
 struct StartupState {
   std::mutex mu;
   std::condition_variable cv;
@@ -86,6 +87,9 @@ struct StartupState {
   // Owned here, not by the shard threads: a shard is freed only after its thread was joined, so
   // RequestStop() never touches a shard that is being torn down.
   std::vector<std::unique_ptr<proxy::Shard>> shards;
+  // Set once the main thread has made its last RequestStop call: a shard thread frees its Shard
+  // (on its own thread, as its SINGLE_ISSUER ring wants) only after that.
+  bool stop_requests_done = false;
 };
 
 void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cpu,
@@ -114,10 +118,13 @@ void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cp
     running->Run();
   }
   finished->fetch_add(1, std::memory_order_release);
+  std::unique_lock<std::mutex> lock(startup->mu);
+  startup->cv.wait(lock, [&] { return startup->stop_requests_done; });
+  if (running != nullptr) {
+    startup->shards[id].reset();
+  }
 }
 
-// After every shard has bound its sockets: started as root with server.user set, become that
-// user; started as root without it, say so once.
 // PrepareProcess raised RLIMIT_NOFILE to the hard limit; if the shards could still run out of
 // descriptors at full load (which would then look like failing upstreams), say so with the
 // numbers.
@@ -137,6 +144,8 @@ void WarnIfFdsRunShort(const config::Config& config, uint32_t workers) {
   }
 }
 
+// After every shard has bound its sockets: started as root with server.user set, become that
+// user; started as root without it, say so once.
 absl::Status MaybeDropPrivileges(const config::Config& config) {
   if (!base::IsRoot()) {
     return absl::OkStatus();
@@ -246,6 +255,11 @@ int Main(int argc, char** argv) {
         shard->RequestStop();
       }
     }
+    {
+      std::lock_guard<std::mutex> lock(startup.mu);
+      startup.stop_requests_done = true;
+    }
+    startup.cv.notify_all();
     for (std::thread& t : threads) {
       t.join();
     }

@@ -4,10 +4,20 @@
 
 #include <cstring>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace dotproxy::base {
+namespace {
+
+// The text in double quotes with C escapes, so that a message stays one line whatever it quotes
+// (a YAML value may hold newlines).
+std::string Quoted(absl::string_view text) {
+  return absl::StrCat("\"", absl::CHexEscape(text), "\"");
+}
+
+}  // namespace
 
 absl::Status SocketAddress::SplitHostPort(absl::string_view text, std::string* host,
                                           uint16_t* port, bool allow_zero_port) {
@@ -16,32 +26,31 @@ absl::Status SocketAddress::SplitHostPort(absl::string_view text, std::string* h
   if (!text.empty() && text.front() == '[') {
     const size_t close = text.find(']');
     if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("expected [ipv6]:port, got \"", text, "\""));
+      return absl::InvalidArgumentError(absl::StrCat("expected [ipv6]:port, got ", Quoted(text)));
     }
     host_part = text.substr(1, close - 1);
     port_part = text.substr(close + 2);
   } else {
     const size_t colon = text.rfind(':');
     if (colon == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("expected host:port, got \"", text, "\""));
+      return absl::InvalidArgumentError(absl::StrCat("expected host:port, got ", Quoted(text)));
     }
     host_part = text.substr(0, colon);
     port_part = text.substr(colon + 1);
     if (host_part.find(':') != absl::string_view::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat("IPv6 address must be bracketed as [addr]:port, got \"", text, "\""));
+          absl::StrCat("IPv6 address must be bracketed as [addr]:port, got ", Quoted(text)));
     }
   }
   if (host_part.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("missing host in \"", text, "\""));
+    return absl::InvalidArgumentError(absl::StrCat("missing host in ", Quoted(text)));
   }
   uint32_t port_value = 0;
   if (port_part.empty() || !absl::SimpleAtoi(port_part, &port_value) || port_value > 65535 ||
       (port_value == 0 && !allow_zero_port) || port_part.find_first_not_of("0123456789") !=
       absl::string_view::npos) {
     return absl::InvalidArgumentError(
-        absl::StrCat("port must be in 1..65535, got \"", port_part, "\""));
+        absl::StrCat("port must be in 1..65535, got ", Quoted(port_part)));
   }
   *host = std::string(host_part);
   *port = static_cast<uint16_t>(port_value);
@@ -61,7 +70,7 @@ absl::StatusOr<SocketAddress> SocketAddress::Parse(absl::string_view text) {
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(port);
     if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) != 1) {
-      return absl::InvalidArgumentError(absl::StrCat("\"", host, "\" is not an IPv6 address"));
+      return absl::InvalidArgumentError(absl::StrCat(Quoted(host), " is not an IPv6 address"));
     }
     return out;
   }
@@ -69,7 +78,7 @@ absl::StatusOr<SocketAddress> SocketAddress::Parse(absl::string_view text) {
   sin->sin_family = AF_INET;
   sin->sin_port = htons(port);
   if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", host, "\" is not an IPv4 address"));
+    return absl::InvalidArgumentError(absl::StrCat(Quoted(host), " is not an IPv4 address"));
   }
   return out;
 }

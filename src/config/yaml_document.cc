@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -73,8 +74,11 @@ YamlMark ToMark(const yaml_mark_t& mark) {
   return YamlMark{static_cast<int>(mark.line) + 1, static_cast<int>(mark.column) + 1};
 }
 
+// The key path shown in messages. The key is C-escaped: a quoted YAML key may hold newlines, and
+// a message must stay one line.
 std::string ChildPath(absl::string_view parent, absl::string_view key) {
-  return parent.empty() ? std::string(key) : absl::StrCat(parent, ".", key);
+  const std::string escaped = absl::CHexEscape(key);
+  return parent.empty() ? escaped : absl::StrCat(parent, ".", escaped);
 }
 
 // Owns one libyaml parser reading from a caller-owned buffer that must outlive it. Neither

@@ -99,6 +99,18 @@ TEST(SocketAddressTest, ErrorMessagesNameTheProblem) {
       StatusIs(absl::StatusCode::kInvalidArgument, "\"example.com\" is not an IPv4 address"));
 }
 
+// Found by tests/fuzz/fuzz_config: a YAML value can hold newlines, and the loader's errors must
+// stay one line (corpus/config/regression-newlines-in-listener-addr.yaml).
+TEST(SocketAddressTest, ErrorMessagesEscapeTheText) {
+  EXPECT_THAT(SocketAddress::Parse("[::1\n\n]:5353"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "\"::1\\n\\n\" is not an IPv6 address"));
+  EXPECT_THAT(
+      SocketAddress::Parse("1.2.3.4:5\r"),
+      StatusIs(absl::StatusCode::kInvalidArgument, "port must be in 1..65535, got \"5\\r\""));
+  EXPECT_THAT(SocketAddress::Parse("a\"b"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expected host:port, got \"a\\\"b\""));
+}
+
 TEST(SocketAddressTest, ToStringRoundTrips) {
   for (const char* text : {"127.0.0.1:53", "0.0.0.0:5353", "255.255.255.255:65535", "[::1]:853",
                            "[::]:53", "[2001:db8::abcd]:8853", "[::ffff:192.0.2.1]:53"}) {

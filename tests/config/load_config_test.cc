@@ -466,6 +466,24 @@ TEST_F(LoadConfigTest, DuplicateKey) {
               4, 5, "listener.udp.addr: duplicate key (first defined at 3:5)");
 }
 
+// Found by tests/fuzz/fuzz_config: quoted YAML keys and values may hold newlines (here the YAML
+// escape \n), and they must not split the message (corpus/config/regression-*).
+TEST_F(LoadConfigTest, NewlinesInKeysAndValuesAreEscapedInMessages) {
+  ExpectError(R"(listener:
+  udp:
+    "a\nb": 1
+    "a\nb": 2
+)",
+              4, 5, "listener.udp.a\\nb: duplicate key (first defined at 3:5)");
+  ExpectError(R"(listener:
+  udp:
+    addr: "[::1\n]:5353"
+)",
+              3, 11,
+              "listener.udp.addr: \"::1\\n\" is not an IPv6 address; listener addresses are "
+              "numeric: a.b.c.d:port or [ipv6]:port");
+}
+
 TEST_F(LoadConfigTest, NonScalarKey) {
   ExpectError("? [a, b]\n: c\n", 1, 3, "mapping keys must be scalars");
 }
