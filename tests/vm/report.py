@@ -12,6 +12,7 @@ command's exit code, which is also report.py's.
 """
 import json
 import os
+import re
 import sys
 
 PASSED = {"OK", "EXPECTEDFAIL"}
@@ -51,6 +52,8 @@ def main(argv):
     print("vm: ---- results ----")
     log = os.path.join(res, "meson-logs", "testlog.json")
     lines = read(log).splitlines()
+    width = max([len(m.group(1)) for m in map(re.compile(r'"name": "([^"]*)"').search, lines) if m]
+                + [20])
     for line in lines:
         if not line.strip():
             continue
@@ -70,7 +73,7 @@ def main(argv):
         else:
             failed += 1
             word = "FAIL"
-        print(f"vm: {word:4} {t.get('name', '?'):44} {result:8} {float(t.get('duration') or 0):8.1f} s")
+        print(f"vm: {word:4} {t.get('name', '?'):{width}} {result:8} {float(t.get('duration') or 0):8.1f} s")
 
     rc = read(os.path.join(res, "exit-code"))
     init_error = read(os.path.join(res, "init-error"))
