@@ -55,8 +55,6 @@ overlay_tree() {
   mount -t overlay -o "lowerdir=$lower,upperdir=$upper/u,workdir=$upper/w" "ov-$1" "/new$2" ||
     die "overlay for $2"
 }
-overlay_tree src "$VM_SRC"
-[ -n "${VM_BUILD_SHARED:-}" ] && overlay_tree build "$VM_BUILD"
 
 mount -t proc proc /new/proc
 mount -t sysfs sys /new/sys
@@ -66,6 +64,9 @@ mount -t devpts devpts /new/dev/pts
 mount -t tmpfs -o mode=1777 shm /new/dev/shm
 mount -t tmpfs -o mode=1777 tmp /new/tmp
 mount -t tmpfs -o mode=0755 run /new/run
+# The trees last: one may live under /tmp (a CI clone, say) and must not be hidden by that tmpfs.
+overlay_tree src "$VM_SRC"
+[ -n "${VM_BUILD_SHARED:-}" ] && overlay_tree build "$VM_BUILD"
 
 up >/new/vm-results/uptime-init
 say "root ready; running guest.sh"
