@@ -394,4 +394,73 @@ int32_t ConnectionPool::PickConnection(uint32_t server) const {
   return best;
 }
 
+// ---- Server health --------------------------------------------------------------------------
+
+void ConnectionPool::OnServerConnectFailure(uint32_t server) {
+  Server& s = servers_[server];
+  const int64_t now_ms = reactor_.now_ms();
+  if (s.health.OnConnectFailure(now_ms, balancer_.rng)) {
+    ++counters_.server(server).down_transitions;
+    LOG(kWarn, "upstream %s: down; next probe in %ld ms", s.config->addr_text,
+        s.health.next_probe_ms() - now_ms);
+    RefreshServerViews();
+    ArmProbeTimer(server);
+    MoveBacklog(server);
+  }
+}
+
+void ConnectionPool::OnServerDown(uint32_t server) {
+  Server& s = servers_[server];
+  ++counters_.server(server).down_transitions;
+  LOG(kWarn, "upstream %s: down after repeated query timeouts; next probe in %ld ms",
+      s.config->addr_text, s.health.next_probe_ms() - reactor_.now_ms());
+  const std::vector<uint32_t> conns = s.conns;
+  for (uint32_t ci : conns) {
+    if (conns_[ci]->is_alive()) {
+      FailConnection(ci, "server marked down");
+    }
+  }
+  RefreshServerViews();
+  ArmProbeTimer(server);
+  MoveBacklog(server);
+}
+
+void ConnectionPool::MoveBacklog(uint32_t server) {
+  // A down server answers nothing until its probe succeeds: the queries waiting for one of its
+  // IDs go to another server now (or fail at once when none is up), not at their deadline.
+  std::deque<uint32_t>& backlog = servers_[server].backlog;
+  const size_t count = backlog.size();
+  for (size_t i = 0; i < count && !backlog.empty(); ++i) {
+    const uint32_t slot = backlog.front();
+    backlog.pop_front();
+    ++counters_.backlog_moved;
+    owner_.OnBacklogReady(slot);
+  }
+}
+
+void ConnectionPool::ArmProbeTimer(uint32_t server) {
+  Server& s = servers_[server];
+  reactor_.timers().Schedule(&s.probe_timer,
+                             std::max(s.health.next_probe_ms(), reactor_.now_ms() + 1));
+}
+
+void ConnectionPool::OnProbeTimer(core::Timer* timer) {
+  Server& s = *static_cast<Server*>(timer->owner);
+  const uint32_t server = static_cast<uint32_t>(&s - servers_.data());
+  if (!s.health.is_down()) {
+    return;
+  }
+  const int64_t now_ms = reactor_.now_ms();
+  if (s.health.IsProbeDue(now_ms)) {
+    for (uint32_t ci : s.conns) {
+      if (conns_[ci]->state() == Connection::State::kIdle) {
+        s.health.StartProbe(now_ms);
+        Connect(ci);
+        break;
+      }
+    }
+  }
+  ArmProbeTimer(server);
+}
+
 }  // namespace dotproxy::upstream
