@@ -212,7 +212,9 @@ absl::Status Walker::WalkMapping(const Section& section, const YamlNode& node,
       const std::string allowed =
           absl::StrJoin(section.keys, ", ",
                         [](std::string* out, const Key& key) { absl::StrAppend(out, key.name); });
-      return Error(entry.key_mark, key_path, absl::StrCat("unknown key (allowed: ", allowed, ")"));
+      // The key is the file's raw text: escaped, so the message stays one line.
+      return Error(entry.key_mark, ChildPath(path, absl::CEscape(entry.key)),
+                   absl::StrCat("unknown key (allowed: ", allowed, ")"));
     }
     const Key& key = section.keys[index];
     if (entry.key != key.name) {
@@ -291,7 +293,8 @@ absl::StatusOr<double> ReadNumber(Walker& walker, const Key& key, const YamlNode
   if (value < key.min_number || value > key.max_number) {
     return walker.Error(
         node.mark(), path,
-        absl::StrCat("must be in ", key.min_number, "..", key.max_number, ", got ", *text));
+        absl::StrCat("must be in ", key.min_number, "..", key.max_number, ", got ",
+                     absl::CEscape(*text)));
   }
   return value;
 }

@@ -482,6 +482,16 @@ TEST_F(LoadConfigTest, NewlinesInKeysAndValuesAreEscapedInMessages) {
               3, 11,
               "listener.udp.addr: \"::1\\n\" is not an IPv6 address; listener addresses are "
               "numeric: a.b.c.d:port or [ipv6]:port");
+  // An unknown key and an out-of-range number whose raw text holds a newline (found by
+  // tests/fuzz/fuzz_config): still one line.
+  ExpectErrorPrefix("listener:\n  udp:\n    \"bo\\ngus\": 1\n", 3, 5,
+                    "listener.udp.bo\\ngus: unknown key (allowed: ");
+  const auto number = Load(std::string(kMinimal) +
+                           "metrics:\n  statsd:\n    addr: 127.0.0.1:8125\n"
+                           "    sample_rate: \"2\\n\"\n");
+  ASSERT_FALSE(number.ok());
+  EXPECT_THAT(std::string(number.status().message()), Not(HasSubstr("\n")));
+  EXPECT_THAT(std::string(number.status().message()), HasSubstr("must be in 0..1, got 2\\n"));
 }
 
 TEST_F(LoadConfigTest, NonScalarKey) {
