@@ -65,6 +65,18 @@ void Shard::ApplyConfig(const config::Config& next) {
   const config::ListenerConfig previous_listener = config_.listener;
   config_ = next;
   pool_->Reconfigure();
+  // The ACL and the rate limit: rebuilt in place (the frontends hold a reference) when they
+  // changed; the buckets then start full again.
+  const config::RateLimitConfig& old_rate = previous_listener.rate_limit;
+  const config::RateLimitConfig& new_rate = config_.listener.rate_limit;
+  if (previous_listener.allow != config_.listener.allow || old_rate.enabled != new_rate.enabled ||
+      old_rate.qps != new_rate.qps || old_rate.burst != new_rate.burst ||
+      old_rate.action != new_rate.action) {
+    auto allow = base::PrefixSet::Create(config_.listener.allow);
+    if (allow.ok()) {  // the loader checked every CIDR
+      *gate_ = ClientGate(std::move(allow).value(), new_rate, std::random_device{}());
+    }
+  }
   // Listeners: a new address that cannot be bound keeps the old set (and says why).
   if (absl::Status udp = udp_->Reconfigure(); !udp.ok()) {
     LOG(kError, "shard %u: reload: udp listeners unchanged: %s", shard_id_, udp.message());

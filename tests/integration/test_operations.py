@@ -157,6 +157,21 @@ class ReloadTest(harness.ProxyTestCase):
         self.assertGreater(second.snapshot()["queries_received"], 0,
                            "RoundRobin over two servers: the added one must answer some queries")
 
+    def test_acl_change_applies_on_reload(self):
+        cfg = self.make_config()
+        p = self.proxy(cfg).start()
+        try:
+            self.assertEqual(self._trickle(p, "open", 3, 0.01), [])
+            cfg["listener"]["allow"] = ["127.0.0.2/32"]  # 127.0.0.1, where the test sends from: out
+            self._rewrite(p, cfg)
+            p.send_signal(signal.SIGHUP)
+            self.assertTrue(self._wait_for_log(p, "reload: servers: 1 kept"), p.log_tail())
+            time.sleep(scaled(0.2))
+            q, resp = udp_query("closed.acl.reload.test.", *p.udp_addr, timeout=scaled(0.5))
+        finally:
+            p.stop(check=False)
+        self.assertIsNone(resp, "a source the reloaded ACL leaves out must get no answer")
+
     def test_removed_server_gets_no_more_traffic(self):
         second = self.start_upstream()
         cfg = self.make_config(servers=[self.server_entry(), self.server_entry(second)])
