@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/byte_order.h"
 #include <arpa/inet.h>
@@ -72,24 +73,26 @@ absl::StatusOr<IpPrefix> IpPrefix::Parse(absl::string_view text) {
     if (prefix.network.is_v4) {
       // Matching sees mapped clients as IPv4, so a mapped prefix would be misread.
       return absl::InvalidArgumentError(
-          absl::StrCat("write IPv4-mapped addresses as IPv4, got \"", text, "\""));
+          absl::StrCat("write IPv4-mapped addresses as IPv4, got \"", absl::CEscape(text),
+                       "\""));
     }
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected an IP address or CIDR, got \"", text, "\""));
+        absl::StrCat("expected an IP address or CIDR, got \"", absl::CEscape(text), "\""));
   }
   int bits = max_bits;
   if (slash != absl::string_view::npos) {
     if (!absl::SimpleAtoi(text.substr(slash + 1), &bits) || bits < 0 || bits > max_bits ||
         text.substr(slash + 1).find_first_not_of("0123456789") != absl::string_view::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat("prefix length must be 0..", max_bits, ", got \"", text, "\""));
+          absl::StrCat("prefix length must be 0..", max_bits, ", got \"", absl::CEscape(text),
+                       "\""));
     }
   }
   prefix.bits = static_cast<uint8_t>(bits);
   if (prefix.network.Masked(prefix.bits) != prefix.network) {
     return absl::InvalidArgumentError(
-        absl::StrCat("has bits set after the prefix length: \"", text, "\""));
+        absl::StrCat("has bits set after the prefix length: \"", absl::CEscape(text), "\""));
   }
   return prefix;
 }

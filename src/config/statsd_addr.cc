@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -14,8 +15,9 @@ namespace {
 constexpr char kForms[] =
     "use udp://host:port, tcp://host:port, unix:///path, file:///path or host:port";
 
+// The file's raw text is escaped: a quoted YAML value may hold newlines, and an error is one line.
 absl::Status Bad(absl::string_view item, absl::string_view problem) {
-  return absl::InvalidArgumentError(absl::StrCat("\"", item, "\": ", problem));
+  return absl::InvalidArgumentError(absl::StrCat("\"", absl::CEscape(item), "\": ", problem));
 }
 
 absl::StatusOr<StatsdTarget> ParseOne(absl::string_view item) {
@@ -42,7 +44,7 @@ absl::StatusOr<StatsdTarget> ParseOne(absl::string_view item) {
       target.path = std::string(rest);
       return target;
     } else {
-      return Bad(item, absl::StrCat("unknown scheme \"", scheme, "\"; ", kForms));
+      return Bad(item, absl::StrCat("unknown scheme \"", absl::CEscape(scheme), "\"; ", kForms));
     }
   }
   absl::StatusOr<base::SocketAddress> addr = base::SocketAddress::Parse(std::string(rest));
@@ -66,7 +68,8 @@ absl::StatusOr<std::vector<StatsdTarget>> ParseStatsdAddr(absl::string_view text
     if (item.empty()) {
       return absl::InvalidArgumentError(
           text.empty() ? absl::StrCat("must not be empty; ", kForms)
-                       : absl::StrCat("empty item in the comma-separated list \"", text, "\""));
+                       : absl::StrCat("empty item in the comma-separated list \"",
+                                      absl::CEscape(text), "\""));
     }
     absl::StatusOr<StatsdTarget> target = ParseOne(item);
     if (!target.ok()) {

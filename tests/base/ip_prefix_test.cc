@@ -55,6 +55,16 @@ TEST(IpPrefixTest, RejectsBadPrefixes) {
   }
 }
 
+TEST(IpPrefixTest, RawTextInErrorsIsEscaped) {
+  // A quoted YAML entry may hold newlines; the error quoting it stays one line.
+  for (const char* bad : {"10.0.0.1\n/8", "10.0.0.0/8\n", "10.0.0.1/8\n", "::ffff:10.0.0.0\n"}) {
+    const auto parsed = IpPrefix::Parse(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_EQ(std::string(parsed.status().message()).find('\n'), std::string::npos)
+        << parsed.status().message();
+  }
+}
+
 TEST(PrefixSetTest, DefaultAllowListMatchesPrivateSourcesOnly) {
   ASSERT_OK_AND_ASSIGN(const PrefixSet set, PrefixSet::Create(kDefaultAllow));
   for (const char* allowed :

@@ -52,5 +52,13 @@ TEST(StatsdAddrTest, Rejects) {
               testutil::StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(StatsdAddrTest, RawTextInErrorsIsEscaped) {
+  // Found by fuzz_config: a quoted YAML value may hold newlines; an error stays one line.
+  const auto bad = ParseStatsdAddr("[::1\nx]:1");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(std::string(bad.status().message()).find('\n'), std::string::npos)
+      << bad.status().message();
+}
+
 }  // namespace
 }  // namespace dotproxy::config
