@@ -36,6 +36,7 @@
 #include "base/status_macros.h"
 #include "control_loop.h"
 #include "proxy/shard.h"
+#include "upstream/handoff_hub.h"
 
 ABSL_FLAG(std::string, config, "", "path to the YAML configuration (default: $DOTPROXY_CONFIG)");
 ABSL_FLAG(bool, check_config, false, "validate the configuration and exit 0 (valid) or 1");
@@ -93,7 +94,7 @@ struct StartupState {
 };
 
 void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cpu,
-               StartupState* startup, std::atomic<uint32_t>* finished) {
+               upstream::HandoffHub* hub, StartupState* startup, std::atomic<uint32_t>* finished) {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
@@ -101,7 +102,7 @@ void ShardMain(const config::Config* config, uint32_t id, uint32_t count, int cp
     LOG(kWarn, "shard %u: cannot pin to cpu %d", id, cpu);
   }
   // The ring and all buffers are created here, on the pinned thread (first-touch, SINGLE_ISSUER).
-  auto shard = proxy::Shard::Create(*config, id, count);
+  auto shard = proxy::Shard::Create(*config, id, count, hub);
   proxy::Shard* running = nullptr;
   {
     std::lock_guard<std::mutex> lock(startup->mu);
@@ -237,12 +238,14 @@ int Main(int argc, char** argv) {
   const uint32_t workers =
       config.server.workers > 0 ? config.server.workers : static_cast<uint32_t>(cpus.size());
   WarnIfFdsRunShort(config, workers);
+  // Shared by the shards (directory, hand-off rings); declared first, so it outlives them.
+  upstream::HandoffHub hub(workers);
   StartupState startup;
   startup.shards.resize(workers);
   std::vector<std::thread> threads;
   std::atomic<uint32_t> finished{0};
   for (uint32_t i = 0; i < workers; ++i) {
-    threads.emplace_back(ShardMain, &config, i, workers, cpus[i % cpus.size()], &startup,
+    threads.emplace_back(ShardMain, &config, i, workers, cpus[i % cpus.size()], &hub, &startup,
                          &finished);
   }
   {

@@ -71,6 +71,17 @@ class Reactor {
   // A zeroed SQE whose user_data is `op` (null: completion ignored). Never null.
   io_uring_sqe* GetSqe(Operation* op) { return ring_->GetSqe(op); }
   Ring& ring() { return *ring_; }
+  // This reactor's io_uring fd: where another thread's reactor sends a wake-up.
+  int ring_fd() { return ring_->raw()->ring_fd; }
+  // Posts a CQE carrying `target` (an Operation owned by the other reactor's thread) into the
+  // io_uring `target_ring_fd` (IORING_OP_MSG_RING, Linux 5.18): its owner's handler runs there.
+  // No CQE here on success; on failure `on_failure`'s handler gets the error.
+  void SendWake(int target_ring_fd, const Operation* target, Operation* on_failure) {
+    io_uring_sqe* sqe = ring_->GetSqe(on_failure);
+    io_uring_prep_msg_ring(sqe, target_ring_fd, 0,
+                           static_cast<uint64_t>(reinterpret_cast<uintptr_t>(target)), 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  }
   TimerWheel& timers() { return timers_; }
   // Loop time, refreshed once per iteration after the wait.
   int64_t now_ms() const { return now_ms_; }

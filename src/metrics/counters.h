@@ -42,6 +42,10 @@ struct ABSL_CACHELINE_ALIGNED ShardCounters {
   Counter client_gone;       // TCP client closed before its answer
   Counter upstream_retries;  // queries re-sent on another connection
   Counter hedged_retries;    // of which: a second copy after read_timeout (not a lost conn)
+  Counter handed_off;        // queries handed to a shard that owns a connection (issue 15)
+  Counter handed_in;         // queries another shard handed to this one
+  Counter handoff_ring_full;  // hand-offs that waited: the ring to that shard was full
+  Counter handoff_late_answers;  // answers back from a hand-off whose query was already done
   Counter udp_acl_dropped;  // UDP queries from sources outside listener.allow
   Counter tcp_acl_refused;  // TCP connections from outside listener.allow, closed
   Counter rate_limited_dropped;  // over listener.rate_limit, dropped (action drop)

@@ -7,6 +7,7 @@
 #include "dns/edns.h"
 #include "dns/header.h"
 #include "net/send_queue.h"
+#include "proxy/handoff_relay.h"
 
 namespace dotproxy::proxy {
 namespace {
@@ -54,6 +55,18 @@ int32_t QueryTable::Acquire(ClientSide* client, const base::IpAddress& source) {
   if (!shares_.Acquire(source)) {
     return kOverShare;
   }
+  return TakeFreeSlot(client, source, /*is_handed_in=*/false);
+}
+
+int32_t QueryTable::AcquireHandedIn(ClientSide* relay) {
+  if (free_slots_.empty()) {
+    return kTableFull;
+  }
+  return TakeFreeSlot(relay, base::IpAddress(), /*is_handed_in=*/true);
+}
+
+int32_t QueryTable::TakeFreeSlot(ClientSide* client, const base::IpAddress& source,
+                                 bool is_handed_in) {
   const uint32_t index = free_slots_.back();
   free_slots_.pop_back();
   Slot& slot = slots_[index];
@@ -63,6 +76,8 @@ int32_t QueryTable::Acquire(ClientSide* client, const base::IpAddress& source) {
   slot.attempts = 0;
   slot.live = 0;
   slot.is_queued = false;
+  slot.is_handed_in = is_handed_in;
+  slot.pinned_server = -1;
   slot.lost = 0;
   slot.last_server = -1;
   slot.deadline_ms = reactor_.now_ms() + Millis(config_.upstream.query_timeout);
@@ -78,7 +93,9 @@ void QueryTable::Release(uint32_t index) {
   reactor_.timers().Cancel(&slot.timer);
   slot.state = Slot::State::kFree;
   ++slot.generation;
-  shares_.Release(slot.source);
+  if (!slot.is_handed_in) {
+    shares_.Release(slot.source);
+  }
   net::ReleaseIfLarge(slot.query);
   free_slots_.push_back(index);
   counters_.slots_in_use.Set(slots_.size() - free_slots_.size());
@@ -95,7 +112,9 @@ void QueryTable::FailAllWaiting() {
 }
 
 void QueryTable::Start(uint32_t index, dns::LocalAnswer answer) {
-  counters_.request_bytes.Record(slots_[index].query.size());
+  if (!slots_[index].is_handed_in) {
+    counters_.request_bytes.Record(slots_[index].query.size());
+  }
   if (answer == dns::LocalAnswer::kForward) {
     Forward(index, -1);
   } else {
@@ -129,7 +148,8 @@ void QueryTable::AnswerLocally(uint32_t index, dns::LocalAnswer answer) {
 void QueryTable::Forward(uint32_t index, int exclude_server) {
   Slot& slot = slots_[index];
   upstream::ConnectionPool::Attempt attempt;
-  switch (pool_->Send(index, slot.query, exclude_server, &attempt)) {
+  switch (pool_->Send(index, slot.query, exclude_server, &attempt, !slot.is_handed_in,
+                      slot.pinned_server)) {
     case upstream::ConnectionPool::SendResult::kSent:
       break;
     case upstream::ConnectionPool::SendResult::kQueued:
@@ -140,7 +160,27 @@ void QueryTable::Forward(uint32_t index, int exclude_server) {
       ++counters_.servfail_no_upstream;
       Fail(index);
       return;
+    case upstream::ConnectionPool::SendResult::kHandOff:
+      // Another shard owns the connection: it sends the query and runs its retries; this slot
+      // waits for the answer until its own deadline. A full ring keeps the query queued here.
+      if (!relay_->HandOff(index, attempt.conn, attempt.server)) {
+        slot.is_queued = true;
+        reactor_.timers().Schedule(&slot.timer, slot.deadline_ms);
+        return;
+      }
+      ++counters_.handed_off;
+      attempt.conn |= kHandedOff;
+      attempt.id = 0;
+      attempt.is_padded = false;
+      AddAttempt(index, attempt, 0);
+      return;
   }
+  AddAttempt(index, attempt, pool_->attempt_timeout_ms(attempt.server));
+}
+
+void QueryTable::AddAttempt(uint32_t index, const upstream::ConnectionPool::Attempt& attempt,
+                            int64_t attempt_timeout_ms) {
+  Slot& slot = slots_[index];
   if (slot.live == kMaxLiveAttempts) {
     DetachAttempt(index, 0);  // keep the newest attempts
   }
@@ -152,9 +192,8 @@ void QueryTable::Forward(uint32_t index, int exclude_server) {
   slot.last_server = attempt.server;
   ++slot.attempts;
   int64_t expiry = slot.deadline_ms;
-  const int64_t attempt_timeout = pool_->attempt_timeout_ms(attempt.server);
-  if (attempt_timeout > 0) {
-    expiry = std::min(expiry, reactor_.now_ms() + attempt_timeout);
+  if (attempt_timeout_ms > 0) {
+    expiry = std::min(expiry, reactor_.now_ms() + attempt_timeout_ms);
   }
   reactor_.timers().Schedule(&slot.timer, expiry);
 }
@@ -165,7 +204,9 @@ void QueryTable::DetachAttempt(uint32_t index, uint8_t attempt) {
   const uint32_t conn = slot.upstream_conn[attempt];
   const uint16_t id = slot.upstream_id[attempt];
   RemoveAttempt(slot, attempt);
-  pool_->Release(conn, id);
+  if ((conn & kHandedOff) == 0) {
+    pool_->Release(conn, id);  // a handed-off attempt's late answer is dropped by generation
+  }
 }
 
 void QueryTable::DetachFromUpstream(uint32_t index) {
@@ -175,8 +216,10 @@ void QueryTable::DetachFromUpstream(uint32_t index) {
 }
 
 void QueryTable::Complete(uint32_t index, const uint8_t* response, size_t len) {
-  ++counters_.responses;
-  counters_.rtt_us.Record((reactor_.now_ns() - slots_[index].arrival_ns) / 1000);
+  if (!slots_[index].is_handed_in) {  // the shard that received the query counts it
+    ++counters_.responses;
+    counters_.rtt_us.Record((reactor_.now_ns() - slots_[index].arrival_ns) / 1000);
+  }
   Deliver(index, response, len);
 }
 
@@ -193,8 +236,10 @@ void QueryTable::Deliver(uint32_t index, const uint8_t* response, size_t len) {
   reactor_.timers().Cancel(&slot.timer);
   DetachFromUpstream(index);
   slot.state = Slot::State::kReplying;
-  ++counters_.rcodes[len > 3 ? response[3] & 0x0F : 0];
-  counters_.response_bytes.Record(len);
+  if (!slot.is_handed_in) {
+    ++counters_.rcodes[len > 3 ? response[3] & 0x0F : 0];
+    counters_.response_bytes.Record(len);
+  }
   slot.client->Deliver(index, response, len);
 }
 
@@ -212,6 +257,11 @@ void QueryTable::OnTimer(core::Timer* timer) {
   }
   // The latest attempt took longer than the server's read_timeout: send another copy elsewhere
   // (RFC 7766 §6.2.1: queries are idempotent) but keep listening for the slow one.
+  if (slot.live > 0 && (slot.upstream_conn[slot.live - 1] & kHandedOff) != 0) {
+    // The owning shard runs the retries of a handed-off attempt; ours is only the deadline.
+    reactor_.timers().Schedule(&slot.timer, slot.deadline_ms);
+    return;
+  }
   if (slot.live > 0) {
     const bool has_retries = slot.attempts <= config_.upstream.max_connection_retries;
     // A quarantined query (see OnLostAttemptsDone) keeps the attempt it has but gets no other.
@@ -276,6 +326,24 @@ bool QueryTable::OnResponse(uint32_t index, uint32_t conn, uint16_t id, const ui
   }
   Complete(index, msg, len);
   return true;
+}
+
+void QueryTable::OnHandoffAnswer(uint32_t index, uint32_t generation, uint32_t from,
+                                 const uint8_t* msg, size_t len) {
+  if (index >= slots_.size()) {
+    return;
+  }
+  Slot& slot = slots_[index];
+  bool is_waiting = false;
+  for (uint8_t i = 0; i < slot.live; ++i) {
+    is_waiting |= slot.upstream_conn[i] == (kHandedOff | from);
+  }
+  if (slot.generation != generation || slot.state != Slot::State::kWaiting || !is_waiting) {
+    ++counters_.handoff_late_answers;  // answered or failed here meanwhile: discarded
+    return;
+  }
+  // The owning shard matched the question and took its padding out.
+  Complete(index, msg, len);
 }
 
 void QueryTable::OnAttemptLost(uint32_t index, uint32_t conn, bool by_server) {

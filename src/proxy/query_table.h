@@ -39,8 +39,12 @@ class ClientSide {
   virtual void Deliver(uint32_t slot, const uint8_t* response, size_t len) = 0;
 };
 
+class HandoffRelay;
+
 class QueryTable final : public upstream::QueryOwner {
  public:
+  // upstream_conn of an attempt handed to another shard: this flag | that shard.
+  static constexpr uint32_t kHandedOff = 0x80000000u;
   static constexpr uint8_t kMaxLiveAttempts = 2;
   // Acquire's failures.
   static constexpr int32_t kTableFull = -1;
@@ -52,7 +56,9 @@ class QueryTable final : public upstream::QueryOwner {
     State state = State::kFree;
     uint8_t attempts = 0;       // upstream sends so far
     uint8_t live = 0;           // attempts in flight: attempt[0..live)
-    bool is_queued = false;     // in a server's backlog, waiting for a free ID slot
+    bool is_queued = false;     // in a server's backlog (or the hand-off queue), waiting
+    bool is_handed_in = false;  // another shard's query (its client is the HandoffRelay)
+    int32_t pinned_server = -1;  // handed in: the server the other shard chose
     uint8_t lost = 0;           // attempts lost with a connection the server closed
     uint32_t generation = 0;
     ClientSide* client = nullptr;
@@ -77,12 +83,21 @@ class QueryTable final : public upstream::QueryOwner {
              metrics::ShardCounters& counters, uint32_t capacity);
   // The pool to send through; set once, before the first Start().
   void set_pool(upstream::ConnectionPool* pool) { pool_ = pool; }
+  // The relay to other shards (with more than one shard); set once, before the first Start().
+  void set_relay(HandoffRelay* relay) { relay_ = relay; }
 
   uint32_t capacity() const { return static_cast<uint32_t>(slots_.size()); }
   Slot& slot(uint32_t index) { return slots_[index]; }
   // A free slot for a query of `client` from `source`, its deadline set; kTableFull, or
   // kOverShare when that client already holds its share.
   int32_t Acquire(ClientSide* client, const base::IpAddress& source);
+  // A free slot for a query another shard handed in (no client share: that shard counted it),
+  // or kTableFull.
+  int32_t AcquireHandedIn(ClientSide* relay);
+  // The answer (or SERVFAIL) for a query this shard handed to shard `from`: completes the slot
+  // when `generation` still matches and it still waits for that shard; else it is dropped.
+  void OnHandoffAnswer(uint32_t slot, uint32_t generation, uint32_t from, const uint8_t* msg,
+                       size_t len);
   // Forwards the query the frontend filled in, or (answer != kForward) answers it locally with
   // the proxy's own NOTIMP, FORMERR, BADVERS or REFUSED (counted), through the same Deliver.
   void Start(uint32_t slot, dns::LocalAnswer answer);
@@ -100,7 +115,11 @@ class QueryTable final : public upstream::QueryOwner {
   void OnBacklogReady(uint32_t slot) override;
 
  private:
+  int32_t TakeFreeSlot(ClientSide* client, const base::IpAddress& source, bool is_handed_in);
   void Forward(uint32_t slot, int exclude_server);
+  // Records the attempt `attempt` (sent) and arms the slot's timer.
+  void AddAttempt(uint32_t slot, const upstream::ConnectionPool::Attempt& attempt,
+                  int64_t attempt_timeout_ms);
   void AnswerLocally(uint32_t slot, dns::LocalAnswer answer);
   void OnTimer(core::Timer* timer);
   void Complete(uint32_t slot, const uint8_t* response, size_t len);
@@ -114,6 +133,7 @@ class QueryTable final : public upstream::QueryOwner {
   const config::Config& config_;
   metrics::ShardCounters& counters_;
   upstream::ConnectionPool* pool_ = nullptr;
+  HandoffRelay* relay_ = nullptr;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
   ClientShares shares_;           // slots held per client address

@@ -17,8 +17,12 @@ constexpr int64_t kCloseUpstreamsMs = 200;
 
 }  // namespace
 
-Shard::Shard(const config::Config& config, uint32_t shard_id, uint32_t shard_count)
-    : config_(config), shard_id_(shard_id), shard_count_(shard_count) {}
+Shard::Shard(const config::Config& config, uint32_t shard_id, uint32_t shard_count,
+             upstream::HandoffHub* hub)
+    : config_(config),
+      shard_id_(shard_id),
+      shard_count_(shard_count),
+      hub_(shard_count > 1 ? hub : nullptr) {}
 
 Shard::~Shard() {
   // The reactor goes first: it unregisters the buffer rings and tears the ring down, which
@@ -28,8 +32,9 @@ Shard::~Shard() {
 }
 
 absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const config::Config& config,
-                                                     uint32_t shard_id, uint32_t shard_count) {
-  auto shard = std::unique_ptr<Shard>(new Shard(config, shard_id, shard_count));
+                                                     uint32_t shard_id, uint32_t shard_count,
+                                                     upstream::HandoffHub* hub) {
+  auto shard = std::unique_ptr<Shard>(new Shard(config, shard_id, shard_count, hub));
   RETURN_IF_ERROR(shard->Init());
   return shard;
 }
@@ -41,8 +46,15 @@ absl::Status Shard::Init() {
                                        std::random_device{}());
   table_ = std::make_unique<QueryTable>(*reactor_, config_, counters_, config::kQuerySlotsPerShard);
   pool_ = std::make_unique<upstream::ConnectionPool>(*reactor_, config_, *table_,
-                                                     counters_.upstream, shard_id_, shard_count_);
+                                                     counters_.upstream, shard_id_, shard_count_,
+                                                     hub_);
   table_->set_pool(pool_.get());
+  if (hub_ != nullptr) {
+    // Before the pool connects: other shards hand us queries once the directory shows ours.
+    relay_ = std::make_unique<HandoffRelay>(*reactor_, *hub_, *table_, counters_, shard_id_);
+    table_->set_relay(relay_.get());
+    relay_->Init();
+  }
   // The pool first: its flush hook (backlogs, then one write per connection) runs before the TCP
   // frontend's, as answers follow queries; hooks re-run while one of them made work.
   RETURN_IF_ERROR(pool_->Init());
@@ -161,6 +173,7 @@ void Shard::LogCounters() const {
       "local resource errors %lu, backlog moved %lu) acl(udp %lu, tcp %lu) "
       "rate_limited(dropped %lu, refused %lu) local(notimp %lu, formerr %lu, badvers %lu) "
       "share_dropped %lu tcp(paused_output %lu, write_timeouts %lu) "
+      "handoff(out %lu, in %lu, ring_full %lu, late %lu) "
       "errors(udp_recv %lu, accept %lu)",
       shard_id_, c.udp_queries.value(), c.tcp_queries.value(), c.responses.value(),
       c.truncated.value(), c.servfail_timeout.value(), c.servfail_no_upstream.value(),
@@ -173,6 +186,8 @@ void Shard::LogCounters() const {
       c.tcp_acl_refused.value(), c.rate_limited_dropped.value(), c.rate_limited_refused.value(),
       c.local_notimp.value(), c.local_formerr.value(), c.local_badvers.value(),
       c.client_share_dropped.value(), c.tcp_paused_output.value(), c.tcp_write_timeouts.value(),
+      c.handed_off.value(), c.handed_in.value(), c.handoff_ring_full.value(),
+      c.handoff_late_answers.value(),
       c.udp_recv_errors.value(), c.tcp_accept_errors.value());
 }
 

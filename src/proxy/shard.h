@@ -17,6 +17,7 @@
 #include "core/reactor.h"
 #include "metrics/counters.h"
 #include "proxy/client_limits.h"
+#include "proxy/handoff_relay.h"
 #include "proxy/query_table.h"
 #include "proxy/tcp_frontend.h"
 #include "proxy/udp_frontend.h"
@@ -26,9 +27,12 @@ namespace dotproxy::proxy {
 
 class Shard {
  public:
-  // Builds the shard on the calling thread (which must be the thread that will Run it).
+  // Builds the shard on the calling thread (which must be the thread that will Run it). `hub`
+  // (shared by all shards, outliving them): queries are handed between shards through it;
+  // null, or a single shard: every shard keeps at least one connection per server.
   static absl::StatusOr<std::unique_ptr<Shard>> Create(const config::Config& config,
-                                                       uint32_t shard_id, uint32_t shard_count);
+                                                       uint32_t shard_id, uint32_t shard_count,
+                                                       upstream::HandoffHub* hub = nullptr);
   ~Shard();
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
@@ -60,7 +64,8 @@ class Shard {
   uint16_t tcp_port() const { return tcp_ != nullptr ? tcp_->port() : 0; }
 
  private:
-  Shard(const config::Config& config, uint32_t shard_id, uint32_t shard_count);
+  Shard(const config::Config& config, uint32_t shard_id, uint32_t shard_count,
+        upstream::HandoffHub* hub);
   absl::Status Init();
   void LogCounters() const;
   // Shutdown steps, polled by drain_timer_.
@@ -78,6 +83,8 @@ class Shard {
   std::unique_ptr<ClientGate> gate_;  // ACL and rate limit, for both frontends
   std::unique_ptr<QueryTable> table_;
   std::unique_ptr<upstream::ConnectionPool> pool_;
+  upstream::HandoffHub* hub_ = nullptr;
+  std::unique_ptr<HandoffRelay> relay_;  // with a hub and more than one shard
   std::unique_ptr<UdpFrontend> udp_;
   std::unique_ptr<TcpFrontend> tcp_;
   DrainState drain_state_ = DrainState::kRunning;

@@ -354,14 +354,19 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
     const int64_t write_timeout = Millis(server.config->write_timeout);
     reactor_.timers().Schedule(&c.timer(), now_ms + (write_timeout > 0 ? write_timeout : 1000));
   }
-  // Put a fresh connection in this one's place in the pool.
-  uint32_t replacement;
-  if (!server.spare.empty()) {
-    replacement = server.spare.back();
-    server.spare.pop_back();
-  } else {
-    replacement = NewConnection(server_index);
+  if (hub_ != nullptr && server.conns.size() > TargetConnections(server_index)) {
+    // A connection this shard opened because no shard had one (ConnectLocally): not replaced.
+    std::vector<uint32_t>& pool = server.conns;
+    pool.erase(std::remove(pool.begin(), pool.end(), conn), pool.end());
+    FinishClose(conn);
+    RefreshServerViews();
+    for (uint32_t slot : orphans) {
+      owner_.OnLostAttemptsDone(slot);
+    }
+    return;
   }
+  // Put a fresh connection in this one's place in the pool.
+  const uint32_t replacement = SpareOrNewConnection(server_index);
   Connection& next = *conns_[replacement];
   next.consecutive_failures = is_failure ? c.consecutive_failures + 1 : 0;
   next.SetIdle();

@@ -22,13 +22,14 @@ int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
 ConnectionPool::ConnectionPool(core::Reactor& reactor, const config::Config& config,
                                QueryOwner& owner, UpstreamCounters& counters, uint32_t shard_id,
-                               uint32_t shard_count)
+                               uint32_t shard_count, HandoffHub* hub)
     : reactor_(reactor),
       config_(config),
       owner_(owner),
       counters_(counters),
       shard_id_(shard_id),
-      shard_count_(shard_count) {}
+      shard_count_(shard_count),
+      hub_(shard_count > 1 ? hub : nullptr) {}
 
 ConnectionPool::~ConnectionPool() = default;
 
@@ -46,6 +47,11 @@ absl::Status ConnectionPool::Init() {
   counters_.InitServers(static_cast<uint32_t>(servers_.size()));
   views_.resize(servers_.size());
   has_pending_.resize(servers_.size());
+  has_ready_.resize(servers_.size());
+  has_usable_.resize(servers_.size());
+  has_live_.resize(servers_.size());
+  view_pending_.resize(servers_.size());
+  published_.assign(servers_.size(), UINT32_MAX);
   balancer_ = BalancerState(servers_.size(), absl::Uniform<uint64_t>(rng_));
   for (uint32_t s = 0; s < servers_.size(); ++s) {
     RETURN_IF_ERROR(InitServer(s));
@@ -79,18 +85,11 @@ absl::Status ConnectionPool::InitServer(uint32_t s) {
   }
   server.tls = std::move(tls).value();
   server.tls->set_spki_pins(sc.spki_pins);
-  const uint32_t share = PoolShare(sc);
+  const uint32_t share = PoolShare(s, sc);
   for (uint32_t i = 0; i < share; ++i) {
     server.conns.push_back(NewConnection(s));
   }
   return absl::OkStatus();
-}
-
-uint32_t ConnectionPool::PoolShare(const config::ServerConfig& sc) const {
-  // connection_pool_size is the server's total over all shards; each shard gets at least one.
-  const uint32_t share = sc.connection_pool_size / shard_count_ +
-                         (shard_id_ < sc.connection_pool_size % shard_count_ ? 1 : 0);
-  return std::max<uint32_t>(share, 1);
 }
 
 uint32_t ConnectionPool::NewConnection(uint32_t server) {
@@ -100,11 +99,25 @@ uint32_t ConnectionPool::NewConnection(uint32_t server) {
   return index;
 }
 
+uint32_t ConnectionPool::SpareOrNewConnection(uint32_t server) {
+  std::vector<uint32_t>& spare = servers_[server].spare;
+  if (spare.empty()) {
+    return NewConnection(server);
+  }
+  const uint32_t index = spare.back();
+  spare.pop_back();
+  return index;
+}
+
 // ---- Queries --------------------------------------------------------------------------------
 
 ConnectionPool::SendResult ConnectionPool::Send(uint32_t slot, std::span<const uint8_t> query,
-                                                int exclude_server, Attempt* attempt) {
+                                                int exclude_server, Attempt* attempt,
+                                                bool may_hand_off, int pinned_server) {
   const int64_t now_ms = reactor_.now_ms();
+  if (has_remote_servers_ && views_iteration_ != reactor_.iterations()) {
+    FinishViews();  // other shards' connections change without telling us: once per iteration
+  }
   if (config_.upstream.load_balancing_policy == config::Policy::kLeastOutstanding) {
     // A latency is trusted for a second: a server that lost every comparison since then counts
     // as unmeasured again, is tried, and re-measured (otherwise one slow answer, or the time
@@ -115,8 +128,15 @@ ConnectionPool::SendResult ConnectionPool::Send(uint32_t slot, std::span<const u
       }
     }
   }
-  const int server = pick_(balancer_, views_, exclude_server);
-  const int32_t ci = server < 0 ? -1 : PickConnection(static_cast<uint32_t>(server));
+  const bool is_pinned = pinned_server >= 0 && pinned_server != exclude_server &&
+                         static_cast<size_t>(pinned_server) < servers_.size() &&
+                         has_usable_[pinned_server];
+  const int server = is_pinned ? pinned_server : pick_(balancer_, views_, exclude_server);
+  int32_t ci = server < 0 ? -1 : PickConnection(static_cast<uint32_t>(server));
+  if (hub_ != nullptr && server >= 0 && !has_ready_[server] &&
+      RouteWithoutReady(static_cast<uint32_t>(server), may_hand_off, &ci, attempt)) {
+    return SendResult::kHandOff;
+  }
   if (ci < 0) {
     return QueueOnBusyServer(slot) ? SendResult::kQueued : SendResult::kNoServer;
   }
@@ -201,6 +221,11 @@ void ConnectionPool::Reconfigure() {
   }
   views_.assign(count, ServerView{});
   has_pending_.assign(count, false);
+  has_ready_.assign(count, false);
+  has_usable_.assign(count, false);
+  has_live_.assign(count, false);
+  view_pending_.assign(count, false);
+  published_.assign(count, UINT32_MAX);
   balancer_ = BalancerState(count, absl::Uniform<uint64_t>(rng_));
   pick_ = PolicyFunction(config_.upstream.load_balancing_policy);
   for (uint32_t s = 0; s < count; ++s) {
@@ -215,7 +240,7 @@ void ConnectionPool::Reconfigure() {
       continue;
     }
     // The share of a kept server follows its connection_pool_size.
-    const uint32_t share = PoolShare(*server.config);
+    const uint32_t share = PoolShare(s, *server.config);
     while (server.conns.size() < share) {
       const uint32_t ci = NewConnection(s);
       server.conns.push_back(ci);
@@ -341,35 +366,33 @@ void ConnectionPool::MarkDirty(Connection& c) {
 }
 
 void ConnectionPool::RefreshServerViews() {
-  // A server counts as usable when it has an established connection with a free ID. Only when no
-  // server that is up has one (start-up, a reconnect) do connections still being set up count:
-  // queries wait on them rather than fail, but never while a ready server could answer now (a
-  // black-holed server would hold them until read_timeout).
-  bool any_ready = false;
   for (uint32_t s = 0; s < servers_.size(); ++s) {
-    bool is_ready = false;
+    bool is_usable = false;
     bool is_pending = false;
+    uint32_t ready = 0;
+    uint32_t live = 0;
     for (uint32_t ci : servers_[s].conns) {
       const Connection& c = *conns_[ci];
+      ready += c.is_ready() ? 1 : 0;
+      live += c.is_alive() ? 1 : 0;
       if (c.CanAccept()) {
-        is_ready |= c.is_ready();
+        is_usable |= c.is_ready();
         is_pending = true;
       }
     }
-    views_[s].is_usable = is_ready;
-    views_[s].is_down = servers_[s].health.is_down();
+    has_usable_[s] = is_usable;
+    has_ready_[s] = ready > 0;
+    has_pending_[s] = is_pending;
+    has_live_[s] = live > 0;
     views_[s].weight = servers_[s].config->weight;
     views_[s].ewma_latency_us = servers_[s].health.ewma_latency_us();
     views_[s].outstanding = servers_[s].outstanding;
-    counters_.server(s).is_up.Set(views_[s].is_down ? 0 : 1);
-    has_pending_[s] = is_pending;
-    any_ready |= is_ready && !views_[s].is_down;
-  }
-  if (!any_ready) {
-    for (uint32_t s = 0; s < servers_.size(); ++s) {
-      views_[s].is_usable = has_pending_[s];
+    counters_.server(s).is_up.Set(servers_[s].health.is_down() ? 0 : 1);
+    if (hub_ != nullptr) {
+      PublishDirectory(s, ready, live);
     }
   }
+  FinishViews();
 }
 
 int32_t ConnectionPool::PickConnection(uint32_t server) const {

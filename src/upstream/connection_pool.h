@@ -28,6 +28,7 @@
 #include "upstream/balancer.h"
 #include "upstream/connection.h"
 #include "upstream/counters.h"
+#include "upstream/handoff_hub.h"
 #include "upstream/health.h"
 
 namespace dotproxy::upstream {
@@ -66,6 +67,8 @@ class ConnectionPool {
     kSent,      // *attempt describes it
     kQueued,    // every chosen server's ID slots are taken: waits in a backlog
     kNoServer,  // no server is up
+    kHandOff,   // this shard holds no ready connection to attempt->server, shard
+                // attempt->conn does: hand the query to it (proxy/handoff_relay.h)
   };
   enum class TimeoutVerdict : uint8_t {
     kServerDown,  // too many timeouts: the server is down, its connections recycled
@@ -74,7 +77,8 @@ class ConnectionPool {
   };
 
   ConnectionPool(core::Reactor& reactor, const config::Config& config, QueryOwner& owner,
-                 UpstreamCounters& counters, uint32_t shard_id, uint32_t shard_count);
+                 UpstreamCounters& counters, uint32_t shard_id, uint32_t shard_count,
+                 HandoffHub* hub = nullptr);
   ~ConnectionPool();
   ConnectionPool(const ConnectionPool&) = delete;
   ConnectionPool& operator=(const ConnectionPool&) = delete;
@@ -83,9 +87,13 @@ class ConnectionPool {
   absl::Status Init();
 
   // Picks a server (the configured policy, never `exclude_server` when another is usable) and
-  // its least-loaded connection, and queues `query` there with a fresh ID.
+  // its least-loaded connection, and queues `query` there with a fresh ID. With a hub, a server
+  // this shard holds no ready connection to is reached through a shard that does (kHandOff,
+  // unless `may_hand_off` is false: a query handed in is never handed on); when no shard holds
+  // a live one, this shard connects itself. `pinned_server` (a query handed in): that server
+  // when this shard can reach it, else the policy's pick.
   SendResult Send(uint32_t slot, std::span<const uint8_t> query, int exclude_server,
-                  Attempt* attempt);
+                  Attempt* attempt, bool may_hand_off = true, int pinned_server = -1);
   // The owner is done with an attempt (answered elsewhere, failed, superseded).
   void Release(uint32_t conn, uint16_t id);
   // The server's read_timeout in ms (0: none): when to send a hedged retry.
@@ -127,9 +135,28 @@ class ConnectionPool {
   bool Flush();  // end of loop iteration: backlogs, then one write per dirty connection
 
   absl::Status InitServer(uint32_t server);
-  // This shard's share of a server's connection_pool_size.
-  uint32_t PoolShare(const config::ServerConfig& sc) const;
+  // This shard's share of a server's connection_pool_size: server s's connections live on
+  // shards s, s+1, ... (mod shards); 0 for the other shards (with a hub).
+  uint32_t PoolShare(uint32_t server, const config::ServerConfig& sc) const;
+  // Connections this shard tries to keep open to the server (the adaptive pool lowers it).
+  uint32_t TargetConnections(uint32_t server) const {
+    return PoolShare(server, *servers_[server].config);
+  }
+  // ---- Hand-off (connection_pool_handoff.cc) ----
+  // Publishes this shard's view of each server in the hub's directory (when it changed).
+  void PublishDirectory(uint32_t server, uint32_t ready, uint32_t live);
+  // Completes views_ from the local state and, for servers without a local ready connection,
+  // from the directory; applies the "pending connections only when nothing is ready" rule.
+  void FinishViews();
+  // Send's step for a server with no local ready connection: true (hand off; *attempt names the
+  // shard), or false with *ci a local connection to queue on (opened now when no shard has a
+  // live one) or -1.
+  bool RouteWithoutReady(uint32_t server, bool may_hand_off, int32_t* ci, Attempt* attempt);
+  // No shard holds a live connection to the server: this shard opens one of its own.
+  int32_t ConnectLocally(uint32_t server);
   uint32_t NewConnection(uint32_t server);
+  // A closed connection of the server's to reuse, else a new one.
+  uint32_t SpareOrNewConnection(uint32_t server);
   // Takes a connection out of its server's pool for good (reload, smaller pool): its queries are
   // re-sent elsewhere, close_notify goes out if it was established, and nothing replaces it.
   void RetireConnection(uint32_t conn);
@@ -183,6 +210,14 @@ class ConnectionPool {
   bool is_shutting_down_ = false;
   std::vector<ServerView> views_;
   std::vector<bool> has_pending_;  // RefreshServerViews scratch: a connection being set up
+  std::vector<bool> has_ready_;    // a READY connection of this shard (free ID or not)
+  std::vector<bool> has_usable_;   // a READY connection with a free ID
+  std::vector<bool> has_live_;     // a connection established or being set up
+  std::vector<bool> view_pending_;  // FinishViews scratch
+  std::vector<uint32_t> published_;  // last directory word per server (with a hub)
+  HandoffHub* hub_ = nullptr;        // null: a single shard, nothing handed off
+  bool has_remote_servers_ = false;  // some server lacks a local ready connection
+  uint64_t views_iteration_ = 0;     // when FinishViews last read the directory
   BalancerState balancer_;
   PickFn pick_ = nullptr;
   std::vector<uint8_t> plaintext_;  // SSL_read scratch

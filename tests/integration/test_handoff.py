@@ -1,0 +1,131 @@
+"""Issue 15: connection_pool_size is the real total over all shards, and a shard without a
+connection hands its queries to one that has one. With workers: 8 and connection_pool_size: 2
+the upstream sees exactly 2 connections, every query is answered, and a burst of large TCP
+queries that fills the hand-off rings loses nothing (sent == answered). Bounded in count and
+time."""
+
+import os
+import re
+import socket
+import struct
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+import harness  # noqa: E402
+from dnsclient import frame, make_query  # noqa: E402
+
+WORKERS = 8
+UDP_QUERIES = 800
+BURST_CLIENTS = 8
+BURST_PER_CLIENT = 24
+BIG_OPTION = 40000  # bytes of EDNS option per burst query: six fill a 256 KiB ring
+
+
+def handoff_totals(log: str) -> dict:
+    """Sums the per-shard handoff(...) counts of the shutdown log lines."""
+    totals = {"out": 0, "in": 0, "ring_full": 0, "late": 0}
+    for m in re.finditer(r"handoff\(out (\d+), in (\d+), ring_full (\d+), late (\d+)\)", log):
+        for key, value in zip(("out", "in", "ring_full", "late"), m.groups()):
+            totals[key] += int(value)
+    return totals
+
+
+def big_query(qid: int, name: str) -> bytes:
+    """A query with an OPT record carrying one large (unknown, ignored) EDNS option."""
+    labels = name.rstrip(".").split(".")
+    qname = b"".join(bytes([len(x)]) + x.encode() for x in labels) + b"\x00"
+    option = struct.pack("!HH", 65001, BIG_OPTION) + b"\x00" * BIG_OPTION
+    opt = b"\x00" + struct.pack("!HHIH", 41, 4096, 0, len(option)) + option
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 1) + qname + b"\x00\x01\x00\x01" + opt
+
+
+class HandoffTest(harness.ProxyTestCase):
+    def config(self):
+        return self.make_config(workers=WORKERS, server={"connection_pool_size": 2},
+                                upstream={"query_timeout": "5s"})
+
+    def test_two_connections_for_eight_shards_every_query_answered(self):
+        with self.proxy(self.config()) as p:
+            host, port = p.udp_addr
+            # One socket per query: SO_REUSEPORT spreads the sources over the 8 shards, of which
+            # only 2 own a connection.
+            socks = []
+            answered = 0
+            deadline = time.monotonic() + 30
+            for i in range(UDP_QUERIES):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.settimeout(5)
+                s.connect((host, port))
+                q = make_query(f"h{i}.handoff.test", "A")
+                s.send(q.to_wire())
+                socks.append((s, q))
+                if len(socks) == 50 or i == UDP_QUERIES - 1:
+                    for sock, query in socks:
+                        try:
+                            r = sock.recv(65535)
+                        except socket.timeout:
+                            r = None
+                        sock.close()
+                        self.assertAnswer(r, str(query.question[0].name), "A", query.id)
+                        answered += 1
+                    socks = []
+                self.assertLess(time.monotonic(), deadline, "took too long")
+            self.assertEqual(answered, UDP_QUERIES)
+            snap = self.up.snapshot()
+            self.assertEqual(snap["connections_accepted"], 2, self.upstream_snapshot())
+            self.assertEqual(snap["connections_open"], 2, self.upstream_snapshot())
+        totals = handoff_totals(p.log())
+        sys.stderr.write(f"\n[handoff] {totals}\n")
+        # 6 of 8 shards own nothing: most queries were handed off, and all came back.
+        self.assertGreater(totals["out"], 0, totals)
+        self.assertEqual(totals["out"], totals["in"], totals)
+
+    def test_burst_fills_the_rings_and_loses_nothing(self):
+        self.up.answer_delay_ms = 50  # answers pile up while the burst is written
+        with self.proxy(self.config()) as p:
+            host, port = p.tcp_addr
+            clients = []
+            sent = 0
+            for c in range(BURST_CLIENTS):
+                s = socket.create_connection((host, port), timeout=15)
+                wire = b"".join(frame(big_query(c * 1000 + i, f"b{c}-{i}.burst.test"))
+                                for i in range(BURST_PER_CLIENT))
+                clients.append((s, wire))
+            for s, wire in clients:
+                s.sendall(wire)
+                sent += BURST_PER_CLIENT
+            answered, bad = 0, []
+            deadline = time.monotonic() + 40
+            for c, (s, _) in enumerate(clients):
+                buf = b""
+                got = 0
+                while got < BURST_PER_CLIENT and time.monotonic() < deadline:
+                    try:
+                        data = s.recv(65536)
+                    except socket.timeout:
+                        break
+                    if not data:
+                        break
+                    buf += data
+                    while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+                        n = struct.unpack("!H", buf[:2])[0]
+                        msg, buf = buf[2:2 + n], buf[2 + n:]
+                        got += 1
+                        if msg[3] & 0x0F != 0:
+                            bad.append((c, msg[:4].hex()))
+                answered += got
+                s.close()
+            self.assertEqual(bad, [], "answers that are not NOERROR")
+            self.assertEqual(answered, sent, f"sent {sent}, answered {answered}")
+            self.assertEqual(self.up.snapshot()["connections_accepted"], 2, self.upstream_snapshot())
+        totals = handoff_totals(p.log())
+        sys.stderr.write(f"\n[handoff] {totals}\n")
+        self.assertGreater(totals["ring_full"], 0, f"the burst never filled a ring: {totals}")
+        self.assertEqual(totals["out"], totals["in"], totals)
+
+
+if __name__ == "__main__":
+    unittest.main()
