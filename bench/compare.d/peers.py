@@ -70,9 +70,9 @@ upstream:
     - addr: {UPSTREAM_ADDR}:{UPSTREAM_DOT_PORT}
       server_name: {SERVER_NAME}
       ca_file: {self.ctx['ca']}
-      connection_pool_size: {self.ctx.get('pool_size', POOL_SIZE)}
+      connection_pool_size: {self.ctx.get('pool_size') or os.environ.get('DOTPROXY_BENCH_POOL_SIZE') or POOL_SIZE}
 server:
-  workers: 1
+  workers: {os.environ.get("DOTPROXY_BENCH_WORKERS", "1")}
 """)
             # Extra top-level sections for a variant run (metrics on, say); empty by default.
             f.write(os.environ.get("DOTPROXY_BENCH_EXTRA_YAML", ""))

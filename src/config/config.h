@@ -134,7 +134,7 @@ struct ServerConfig {
   std::string addr_text;              // as written, for messages and metric tags
   base::SocketAddress addr;           // resolved at start-up
   std::string server_name;            // SNI and certificate name (a DNS name or an IP literal)
-  uint32_t connection_pool_size = 2;  // total over all shards; each shard gets >= 1
+  uint32_t connection_pool_size = 2;  // total over all shards (issue 15: hand-off)
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration handshake_timeout = absl::Seconds(2);
   absl::Duration read_timeout = absl::Milliseconds(1500);  // per attempt; then retry elsewhere

@@ -219,6 +219,9 @@ void ConnectionPool::Reconfigure() {
       requeued.insert(requeued.end(), old[o].backlog.begin(), old[o].backlog.end());
     }
   }
+  for (size_t s = count; hub_ != nullptr && s < old.size(); ++s) {
+    hub_->Publish(static_cast<uint32_t>(s), shard_id_, {});  // indices past the new list
+  }
   views_.assign(count, ServerView{});
   has_pending_.assign(count, false);
   has_ready_.assign(count, false);
