@@ -50,6 +50,11 @@ void HandoffRelay::Init() {
   hub_.Register(shard_id_, reactor_.ring_fd(), &wake_op_);
 }
 
+void HandoffRelay::Start() {
+  hub_.MarkStarted();
+  DrainAll();
+}
+
 // ---- Origin ---------------------------------------------------------------------------------
 
 bool HandoffRelay::HandOff(uint32_t slot, uint32_t to, int32_t server) {

@@ -41,6 +41,8 @@ class HandoffRelay final : public ClientSide {
 
   // Registers the wake-up handler and flush hook, then tells the hub this shard can receive.
   void Init();
+  // Once the shard is set up (its pool too): takes what other shards handed over meanwhile.
+  void Start();
 
   // Origin: writes the query of `slot` into the ring to shard `to`, for `server`. False: the
   // ring is full; the slot is queued here and handed again (or sent locally) at a later flush.

@@ -64,6 +64,9 @@ absl::Status Shard::Init() {
     tcp_ = std::make_unique<TcpFrontend>(*reactor_, config_, *gate_, *table_, counters_);
     RETURN_IF_ERROR(tcp_->Init());
   }
+  if (relay_ != nullptr) {
+    relay_->Start();
+  }
   LOG(kInfo, "shard %u: io_uring %s, udp port %u, tcp port %u, %zu upstream connections",
       shard_id_, reactor_->ring().setup_mode(), udp_port(), tcp_port(),
       pool_->connection_count());

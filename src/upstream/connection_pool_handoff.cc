@@ -77,10 +77,16 @@ bool ConnectionPool::RouteWithoutReady(uint32_t server, bool may_hand_off, int32
     return false;  // our own connection being set up takes it
   }
   if (owner < 0 && !hub_->Summarize(server, shard_id_).any_live) {
-    if (!servers_[server].health.is_down()) {
-      *ci = ConnectLocally(server);
+    if (!hub_->all_started() && may_hand_off && server % shard_count_ != shard_id_) {
+      // Start-up: shard (server mod shards) always owns one of its connections and connects
+      // as soon as it is set up; the query waits in its ring until then.
+      owner = static_cast<int32_t>(server % shard_count_);
+    } else {
+      if (!servers_[server].health.is_down()) {
+        *ci = ConnectLocally(server);
+      }
+      return false;
     }
-    return false;
   }
   if (owner < 0 && may_hand_off) {
     owner = hub_->FindOwner(server, shard_id_, /*ready_only=*/false);

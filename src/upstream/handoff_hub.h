@@ -77,6 +77,12 @@ class HandoffHub {
   // that its wake-up CQEs carry.
   void Register(uint32_t shard, int ring_fd, const core::Operation* wake_op);
   void Unregister(uint32_t shard);
+  // Shard set-up is complete (its pool connects): counted, so that a shard connects itself for
+  // lack of a live connection only once every shard had the chance to open its own.
+  void MarkStarted() { started_.fetch_add(1, std::memory_order_release); }
+  bool all_started() const {
+    return started_.load(std::memory_order_acquire) == shard_count_;
+  }
   int ring_fd(uint32_t shard) const { return shards_[shard].ring_fd.load(std::memory_order_acquire); }
   const core::Operation* wake_op(uint32_t shard) const { return shards_[shard].wake_op; }
   // Producer, after writing: true when the caller must send the wake-up (none was pending).
@@ -99,6 +105,7 @@ class HandoffHub {
   static Entry Unpack(uint32_t word);
 
   const uint32_t shard_count_;
+  std::atomic<uint32_t> started_{0};
   std::unique_ptr<ShardEntry[]> shards_;
   // [server][shard]: one writer each.
   std::unique_ptr<std::atomic<uint32_t>[]> directory_;

@@ -33,6 +33,11 @@ def handoff_totals(log: str) -> dict:
     return totals
 
 
+def upstream_log(log: str) -> str:
+    """The log lines about upstream connections, to explain a wrong connection count."""
+    return "\n".join([line for line in log.splitlines() if "upstream" in line][:30])
+
+
 def big_query(qid: int, name: str) -> bytes:
     """A query with an OPT record carrying one large (unknown, ignored) EDNS option."""
     labels = name.rstrip(".").split(".")
@@ -43,12 +48,23 @@ def big_query(qid: int, name: str) -> bytes:
 
 
 class HandoffTest(harness.ProxyTestCase):
+    def wait_started(self, p):
+        """Until every shard is up ("ready: 8 shards") and the 2 owners have connected: the port
+        answers as soon as the first shard binds it. Bounded (20 s, slow sanitizer builds)."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if " ready: " in p.log() and self.up.snapshot()["handshakes_completed"] >= 2:
+                return
+            time.sleep(0.05)
+        self.fail(f"not started within 20 s: {self.upstream_snapshot()}\n{upstream_log(p.log())}")
+
     def config(self):
         return self.make_config(workers=WORKERS, server={"connection_pool_size": 2},
                                 upstream={"query_timeout": "5s"})
 
     def test_two_connections_for_eight_shards_every_query_answered(self):
         with self.proxy(self.config()) as p:
+            self.wait_started(p)
             host, port = p.udp_addr
             # One socket per query: SO_REUSEPORT spreads the sources over the 8 shards, of which
             # only 2 own a connection.
@@ -75,8 +91,9 @@ class HandoffTest(harness.ProxyTestCase):
                 self.assertLess(time.monotonic(), deadline, "took too long")
             self.assertEqual(answered, UDP_QUERIES)
             snap = self.up.snapshot()
-            self.assertEqual(snap["connections_accepted"], 2, self.upstream_snapshot())
-            self.assertEqual(snap["connections_open"], 2, self.upstream_snapshot())
+            why = f"{self.upstream_snapshot()}\n{upstream_log(p.log())}"
+            self.assertEqual(snap["connections_accepted"], 2, why)
+            self.assertEqual(snap["connections_open"], 2, why)
         totals = handoff_totals(p.log())
         sys.stderr.write(f"\n[handoff] {totals}\n")
         # 6 of 8 shards own nothing: most queries were handed off, and all came back.
@@ -86,6 +103,7 @@ class HandoffTest(harness.ProxyTestCase):
     def test_burst_fills_the_rings_and_loses_nothing(self):
         self.up.answer_delay_ms = 50  # answers pile up while the burst is written
         with self.proxy(self.config()) as p:
+            self.wait_started(p)
             host, port = p.tcp_addr
             clients = []
             sent = 0
