@@ -88,7 +88,9 @@ class HandoffHub {
   // Producer, after writing: true when the caller must send the wake-up (none was pending).
   bool ClaimWake(uint32_t shard) { return !shards_[shard].wake_pending.exchange(true); }
   // Consumer, before draining its rings: later writes wake it again.
-  void ClearWake(uint32_t shard) { shards_[shard].wake_pending.store(false); }
+  // An exchange, not a store: reading the flag synchronizes with the producer's ClaimWake, so the
+  // drain that follows sees every record committed before a wake-up that was skipped.
+  void ClearWake(uint32_t shard) { shards_[shard].wake_pending.exchange(false); }
   // A wake-up could not be sent (MSG_RING failed): the next producer tries again.
   void ReleaseWake(uint32_t shard) { shards_[shard].wake_pending.store(false); }
 
