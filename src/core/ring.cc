@@ -98,6 +98,9 @@ io_uring_sqe* Ring::GetSqe(Operation* op) {
 }
 
 void Ring::SubmitNoWait() {
+  if (io_uring_sq_ready(&ring_) == 0) {
+    return;
+  }
   const int rc =
       has_defer_taskrun_ ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
   inline_completions_ = 0;
