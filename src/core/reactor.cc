@@ -18,6 +18,9 @@ constexpr int64_t kMaxWaitMs = 1000;
 // Flush passes per iteration at most: a hook that keeps reporting work cannot starve the ring.
 constexpr int kMaxFlushPasses = 4;
 
+// Busy polling stops when one spin iteration took longer than this (the thread was preempted).
+constexpr int64_t kPreemptedGapNs = 20'000;
+
 // Tells the CPU that this is a spin-wait loop (saves power, yields to the sibling hyperthread).
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -153,13 +156,18 @@ bool Reactor::BusyPoll(int64_t wait_ns) {
   if (wait_ns >= 0) {
     deadline_ns = std::min(deadline_ns, now_ns_ + wait_ns);
   }
+  int64_t last_ns = MonotonicNanos();
   for (;;) {
     if (ring_->HasPendingEvents() || is_stop_requested()) {
       return true;
     }
-    if (MonotonicNanos() >= deadline_ns) {
+    const int64_t now_ns = MonotonicNanos();
+    // A gap means the scheduler ran something else on this core: spinning against another
+    // runnable task only costs time slices (and the tail), so sleep instead.
+    if (now_ns >= deadline_ns || now_ns - last_ns > kPreemptedGapNs) {
       return false;
     }
+    last_ns = now_ns;
     CpuRelax();
   }
 }
