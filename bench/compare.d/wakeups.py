@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 
 _EVENTS = ("syscalls:sys_enter_io_uring_enter", "raw_syscalls:sys_enter")
 _perf_ok = None
@@ -56,11 +57,12 @@ class Counter:
         self.cs0 = None
 
     def start(self):
-        self.cs0 = context_switches(self.pid)
         if perf_available():
             self.perf = subprocess.Popen(
                 ["perf", "stat", "-x,", "-e", ",".join(_EVENTS), "-p", str(self.pid),
                  "-o", self.out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)  # attached before the load starts, so no query goes uncounted
+        self.cs0 = context_switches(self.pid)
 
     def finish(self, answered):
         """Fields for the record: per-query figures (None where unknown)."""
