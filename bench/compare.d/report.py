@@ -157,6 +157,16 @@ def write(records, memory, meta, out_md, raw_path, plots_dir, work):
             if rs:
                 w(f"| proxy CPU per query at 10,000 QPS, {_mode_name(mode)} | "
                   f"{_fmt(_cell(rs, 'proxy_us_per_query'), 2)} µs |")
+        for level in ("10000", "2000"):
+            for mode in ("udp", "tcp"):
+                rs = groups.get(("proxy", "dotproxy", "dotload", mode, level))
+                if rs and _cell(rs, "proxy_cs_vol_per_query") is not None:
+                    w(f"| per query at {int(level):,} QPS, {_mode_name(mode)}: io_uring_enter / "
+                      f"all system calls / context switches (voluntary + involuntary) | "
+                      f"{_fmt(_cell(rs, 'proxy_enters_per_query'), 2)} / "
+                      f"{_fmt(_cell(rs, 'proxy_syscalls_per_query'), 2)} / "
+                      f"{_fmt(_cell(rs, 'proxy_cs_vol_per_query'), 2)} + "
+                      f"{_fmt(_cell(rs, 'proxy_cs_invol_per_query'), 3)} |")
         for mode in ("udp", "tcp"):
             rs = groups.get(("proxy", "dotproxy", "dotload", mode, "peak"))
             if rs:
@@ -252,6 +262,37 @@ def write(records, memory, meta, out_md, raw_path, plots_dir, work):
           "anywhere, including in the load generator's own core, counts); `p99 from send` is "
           "from the moment the query was actually handed to the kernel. dnsperf measures from "
           "its actual send.")
+        w("")
+
+    # ---- wake-ups and system calls
+    rows = [(k, v) for k, v in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][4]))
+            if k[0] == "proxy" and k[4] in ("10000", "2000")
+            and _cell(v, "proxy_cs_vol_per_query") is not None]
+    if rows:
+        w("## Wake-ups and system calls per answered query (fixed rates)")
+        w("")
+        w("| proxy | tool | client | QPS | context switches, voluntary (= sleeps, each ended by "
+          "a wake-up) | involuntary | io_uring_enter | all system calls | proxy µs/query |")
+        w("|---|---|---|---:|---:|---:|---:|---:|---:|")
+        for p in peer_names:
+            for level in ("10000", "2000"):
+                for tool in settings["tools"]:
+                    for mode in ("udp", "tcp"):
+                        rs = groups.get(("proxy", p, tool, mode, level))
+                        if not rs or _cell(rs, "proxy_cs_vol_per_query") is None:
+                            continue
+                        w(f"| {p} | {tool} | {_mode_name(mode)} | {int(level):,} | "
+                          f"{_fmt(_cell(rs, 'proxy_cs_vol_per_query'), 2)} | "
+                          f"{_fmt(_cell(rs, 'proxy_cs_invol_per_query'), 3)} | "
+                          f"{_fmt(_cell(rs, 'proxy_enters_per_query'), 2)} | "
+                          f"{_fmt(_cell(rs, 'proxy_syscalls_per_query'), 2)} | "
+                          f"{_fmt(_cell(rs, 'proxy_us_per_query'), 2)} |")
+        w("")
+        w("All threads of the proxy, over the run, divided by answered queries. Context switches "
+          "from `/proc/PID/task/*/status`; system calls from `perf stat -e "
+          "syscalls:sys_enter_io_uring_enter,raw_syscalls:sys_enter -p PID` (`-` where perf does "
+          "not work on this kernel). A forwarder at light load needs about two wake-ups per "
+          "query: the client's query, then the upstream's answer; fewer means batching.")
         w("")
 
     # ---- memory

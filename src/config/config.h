@@ -160,6 +160,8 @@ struct ServerSection {
   uint32_t workers = 0;  // shard threads; 0 = one per CPU of the affinity mask
   // On SIGTERM/SIGINT, time allowed to answer the queries in flight; 0s = stop at once.
   absl::Duration shutdown_grace = absl::Seconds(2);
+  // Spin for up to this long after the last event before sleeping; 0 = off (sleep at once).
+  absl::Duration busy_poll = absl::ZeroDuration();
   std::string user;  // when started as root: switch to this user after binding; empty = stay
 };
 

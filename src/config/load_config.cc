@@ -41,6 +41,7 @@ constexpr absl::Duration kMaxFlushInterval = absl::Hours(1);
 constexpr int64_t kMaxTcpConnections = 1000000;
 constexpr int64_t kMaxInflightPerClientConnection = 65535;
 constexpr absl::Duration kMaxShutdownGrace = absl::Minutes(10);
+constexpr absl::Duration kMaxBusyPoll = absl::Milliseconds(10);
 constexpr int64_t kMaxRateLimitQps = 10000000;
 constexpr int64_t kAnyInt64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t kAnyInt64Max = std::numeric_limits<int64_t>::max();
@@ -332,6 +333,7 @@ constexpr Section kUpstream = SectionOf<Upstream>(kUpstreamKeys);
 constexpr Key kServerSectionKeys[] = {
     Integer<&ServerSection::workers>("workers", 0, kMaxWorkers),
     Duration<&ServerSection::shutdown_grace>("shutdown_grace", kMaxShutdownGrace),
+    Duration<&ServerSection::busy_poll>("busy_poll", kMaxBusyPoll),
     String<&ServerSection::user, &CheckUserName>("user"),
 };
 constexpr Section kServerSection = SectionOf<ServerSection>(kServerSectionKeys);

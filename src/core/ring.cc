@@ -43,9 +43,13 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const Options& options) {
   };
   // Never add ring-layout flags (NO_SQARRAY, NO_MMAP): liburing 2.3 would map the ring wrongly.
   const Rung ladder[] = {
-      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+      // TASKRUN_FLAG (5.19, like COOP_TASKRUN; DEFER_TASKRUN needs 6.1) makes pending task
+      // work visible in the SQ flags, which busy polling reads without entering the kernel.
+      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
+           IORING_SETUP_TASKRUN_FLAG,
        "single_issuer+defer_taskrun"},
-      {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL, "coop_taskrun"},
+      {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_TASKRUN_FLAG,
+       "coop_taskrun"},
       {0, "plain"},
   };
   int last_error = 0;
@@ -57,6 +61,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const Options& options) {
     if (rc == 0) {
       ring->is_initialized_ = true;
       ring->has_defer_taskrun_ = (rung.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+      ring->has_taskrun_flag_ = (rung.flags & IORING_SETUP_TASKRUN_FLAG) != 0;
       ring->setup_mode_ = rung.name;
       // Saves an fd lookup per io_uring_enter; harmless if unsupported.
       io_uring_register_ring_fd(&ring->ring_);
@@ -82,18 +87,45 @@ Ring::~Ring() {
 io_uring_sqe* Ring::GetSqe(Operation* op) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
-    // SQ full: hand the queued entries to the kernel and try again.
+    // SQ full: hand the queued entries to the kernel and try again. Their inline completions
+    // may be drained before the next wait, so they no longer count (see CountInlineCompletion).
     io_uring_submit(&ring_);
+    inline_completions_ = 0;
     sqe = io_uring_get_sqe(&ring_);
   }
   io_uring_sqe_set_data(sqe, op);
   return sqe;
 }
 
+void Ring::SubmitNoWait() {
+  if (io_uring_sq_ready(&ring_) == 0) {
+    return;
+  }
+  const int rc =
+      has_defer_taskrun_ ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
+  inline_completions_ = 0;
+  if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+    LOG_EVERY_N_SEC(kError, 1, "io_uring_enter: %s", strerror(-rc));
+  }
+}
+
+bool Ring::HasPendingEvents() const {
+  if (io_uring_cq_ready(&ring_) > 0) {
+    return true;
+  }
+  // Without TASKRUN_FLAG the kernel posts completions itself; the CQ check above sees them.
+  return has_taskrun_flag_ &&
+         (IO_URING_READ_ONCE(*ring_.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0;
+}
+
 bool Ring::SubmitAndWaitNs(int64_t timeout_ns) {
+  // The kernel returns once the CQ holds wait_nr completions; the inline ones are among them
+  // (they are posted before it starts waiting, and the CQ was drained before this call).
+  const unsigned wait_nr = 1 + inline_completions_;
+  inline_completions_ = 0;
   int rc;
   if (timeout_ns < 0) {
-    rc = io_uring_submit_and_wait(&ring_, 1);
+    rc = io_uring_submit_and_wait(&ring_, wait_nr);
   } else if (timeout_ns == 0) {
     rc = has_defer_taskrun_ ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
   } else {
@@ -101,7 +133,7 @@ bool Ring::SubmitAndWaitNs(int64_t timeout_ns) {
     ts.tv_sec = timeout_ns / 1'000'000'000;
     ts.tv_nsec = timeout_ns % 1'000'000'000;
     io_uring_cqe* cqe = nullptr;
-    rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
   }
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
     LOG_EVERY_N_SEC(kError, 1, "io_uring_enter: %s", strerror(-rc));

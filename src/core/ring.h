@@ -39,13 +39,26 @@ class Ring {
   // Returns a zeroed SQE whose user_data is set to `op` (null: ignored completion). When the SQ is
   // full it submits what is queued first, so it never returns null.
   io_uring_sqe* GetSqe(Operation* op);
+  // Declares that the SQE just taken posts its CQE while the io_uring_enter that submits it runs
+  // (a MSG_DONTWAIT send: it succeeds or fails with EAGAIN at once, never waits for poll). The next
+  // wait asks for one more completion per such SQE, so that they alone do not end it: the loop
+  // sleeps in the same enter that submits the send instead of coming round for one more.
+  // Undercounting costs an extra enter; overcounting would delay a real event, so the count is
+  // dropped whenever the SQ is submitted early.
+  void CountInlineCompletion() { ++inline_completions_; }
   // Submits everything queued and waits up to timeout_ms (-1: forever, 0: do not wait) for at
-  // least one completion. Returns false only on an unexpected error (logged).
+  // least one completion (beyond the inline ones). Returns false only on an unexpected error
+  // (logged).
   bool SubmitAndWait(int64_t timeout_ms) {
     return SubmitAndWaitNs(timeout_ms < 0 ? -1 : timeout_ms * 1'000'000);
   }
   // The same with a timeout in nanoseconds, for callers that pace sends finer than 1 ms.
   bool SubmitAndWaitNs(int64_t timeout_ns);
+  // Submits everything queued without waiting (and runs deferred task work). For busy polling.
+  void SubmitNoWait();
+  // Whether completions are ready or the kernel has task work that would post some (the
+  // IORING_SQ_TASKRUN flag): a busy-polling loop reads this without a system call.
+  bool HasPendingEvents() const;
   // Calls fn(const io_uring_cqe&) for every available completion, in batches.
   template <typename Fn>
   unsigned Drain(Fn&& fn);
@@ -60,6 +73,8 @@ class Ring {
   io_uring ring_{};
   bool is_initialized_ = false;
   bool has_defer_taskrun_ = false;
+  bool has_taskrun_flag_ = false;
+  uint32_t inline_completions_ = 0;  // SQEs queued since the last enter that complete inline
   const char* setup_mode_ = "none";
 };
 

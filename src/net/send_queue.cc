@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include <cerrno>
+
 namespace dotproxy::net {
 namespace {
 
@@ -22,18 +24,23 @@ bool SendQueue::Start(core::Ring& ring, core::Operation* op, int fd) {
   inflight_.swap(pending_);
   pending_.clear();
   offset_ = 0;
-  Submit(ring, op, fd);
+  Submit(ring, op, fd, /*wait_for_room=*/false);
   return true;
 }
 
 SendQueue::Result SendQueue::OnComplete(core::Ring& ring, core::Operation* op, int fd, int res) {
   is_sending_ = false;
+  if (res == -EAGAIN && is_nowait_) {
+    // The socket buffer is full: this time wait for room (poll), as a plain send would.
+    Submit(ring, op, fd, /*wait_for_room=*/true);
+    return Result::kPartial;
+  }
   if (res <= 0) {
     return Result::kFailed;
   }
   offset_ += static_cast<size_t>(res);
   if (offset_ < inflight_.size()) {
-    Submit(ring, op, fd);
+    Submit(ring, op, fd, /*wait_for_room=*/false);
     return Result::kPartial;
   }
   inflight_.clear();
@@ -49,10 +56,16 @@ void SendQueue::Clear() {
   offset_ = 0;
 }
 
-void SendQueue::Submit(core::Ring& ring, core::Operation* op, int fd) {
+void SendQueue::Submit(core::Ring& ring, core::Operation* op, int fd, bool wait_for_room) {
   io_uring_sqe* sqe = ring.GetSqe(op);
+  // MSG_DONTWAIT: the send completes inside the enter that submits it (io_uring does not arm a
+  // poll for it), so the ring can count it and sleep in that same enter.
   io_uring_prep_send(sqe, fd, inflight_.data() + offset_, inflight_.size() - offset_,
-                     MSG_NOSIGNAL);
+                     wait_for_room ? MSG_NOSIGNAL : MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (!wait_for_room) {
+    ring.CountInlineCompletion();
+  }
+  is_nowait_ = !wait_for_room;
   is_sending_ = true;
 }
 

@@ -2,7 +2,9 @@
 //
 // SendQueue is the output side of one stream socket: at most one send in flight (io_uring does not
 // order two sends on one socket, so a short write followed by another send would interleave
-// bytes), and everything appended meanwhile goes out together in the next send.
+// bytes), and everything appended meanwhile goes out together in the next send. A send is first
+// tried with MSG_DONTWAIT (it completes during the submitting enter, see
+// Ring::CountInlineCompletion); only when the socket buffer is full does it wait for room.
 //
 //   queue.pending().insert(...);               // append bytes at any time
 //   queue.Start(ring, &op, fd);                // at the end of the loop iteration
@@ -23,7 +25,7 @@ class SendQueue {
  public:
   enum class Result : uint8_t {
     kDone,     // the send in flight is complete; more may be pending (call Start)
-    kPartial,  // a short write: the rest has been submitted
+    kPartial,  // a short write (or no room yet): the rest has been submitted
     kFailed,   // the send failed or made no progress (res <= 0)
   };
 
@@ -46,12 +48,14 @@ class SendQueue {
   void Clear();
 
  private:
-  void Submit(core::Ring& ring, core::Operation* op, int fd);
+  // A MSG_DONTWAIT send, or with wait_for_room one that waits in the kernel for buffer space.
+  void Submit(core::Ring& ring, core::Operation* op, int fd, bool wait_for_room);
 
   std::vector<uint8_t> pending_;
   std::vector<uint8_t> inflight_;  // the bytes of the send in flight
   size_t offset_ = 0;              // of inflight_, already sent
   bool is_sending_ = false;
+  bool is_nowait_ = false;  // the send in flight is MSG_DONTWAIT (EAGAIN means: retry waiting)
 };
 
 // Frees a buffer's memory once it has grown past what steady-state traffic needs.

@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const config::Config& confi
 
 absl::Status Shard::Init() {
   ASSIGN_OR_RETURN(reactor_, core::Reactor::Create());
+  reactor_->set_busy_poll_ns(absl::ToInt64Nanoseconds(config_.server.busy_poll));
   ASSIGN_OR_RETURN(base::PrefixSet allow, base::PrefixSet::Create(config_.listener.allow));
   gate_ = std::make_unique<ClientGate>(std::move(allow), config_.listener.rate_limit,
                                        std::random_device{}());
@@ -79,6 +80,7 @@ void Shard::ApplyConfig(const config::Config& next) {
   }
   const config::ListenerConfig previous_listener = config_.listener;
   config_ = next;
+  reactor_->set_busy_poll_ns(absl::ToInt64Nanoseconds(config_.server.busy_poll));
   pool_->Reconfigure();
   // The ACL and the rate limit: rebuilt in place (the frontends hold a reference) when they
   // changed; the buckets then start full again.

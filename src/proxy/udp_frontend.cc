@@ -302,11 +302,30 @@ void UdpFrontend::Send(uint32_t slot_index) {
     return;
   }
   reply.send_op.generation = table_.slot(slot_index).generation;
+  reply.is_retry = false;
+  SubmitSend(slot_index, /*wait_for_room=*/false);
+}
+
+void UdpFrontend::SubmitSend(uint32_t slot_index, bool wait_for_room) {
+  Reply& reply = replies_[slot_index];
   io_uring_sqe* sqe = reactor_.GetSqe(&reply.send_op);
-  io_uring_prep_sendmsg(sqe, socket.fd.get(), &reply.msg, MSG_NOSIGNAL);
+  // MSG_DONTWAIT: the send completes inside the enter that submits it, which then goes on to
+  // sleep (Ring::CountInlineCompletion) instead of returning for this CQE alone.
+  io_uring_prep_sendmsg(sqe, sockets_[reply.socket]->fd.get(), &reply.msg,
+                        wait_for_room ? MSG_NOSIGNAL : MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (!wait_for_room) {
+    reactor_.ring().CountInlineCompletion();
+  }
 }
 
 void UdpFrontend::OnSendDone(const core::Operation& op, const io_uring_cqe& cqe) {
+  Reply& reply = replies_[op.index];
+  if (cqe.res == -EAGAIN && !reply.is_retry && sockets_[reply.socket]->fd.is_valid()) {
+    // The socket's send buffer is full: send again, waiting in the kernel for room.
+    reply.is_retry = true;
+    SubmitSend(op.index, /*wait_for_room=*/true);
+    return;
+  }
   if (cqe.res < 0) {
     LOG_EVERY_N_SEC(kWarn, 1, "udp sendmsg to %s: %s", replies_[op.index].client.ToString(),
                     strerror(-cqe.res));

@@ -72,6 +72,7 @@ class UdpFrontend final : public ClientSide {
     } pktinfo{};                 // the query's destination address, to reply from it
     std::vector<uint8_t> bytes;  // the reply being sent
     core::Operation send_op;
+    bool is_retry = false;       // sent again, waiting for room, after a MSG_DONTWAIT EAGAIN
     msghdr msg{};
     iovec iov{};
     alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(in6_pktinfo))];
@@ -85,6 +86,7 @@ class UdpFrontend final : public ClientSide {
   // Takes one datagram: checks it, and starts a query or drops it (counted).
   void OnDatagram(uint32_t socket, io_uring_recvmsg_out* out, const uint8_t* payload, size_t len);
   void Send(uint32_t slot);
+  void SubmitSend(uint32_t slot, bool wait_for_room);
   void OnSendDone(const core::Operation& op, const io_uring_cqe& cqe);
 
   core::Reactor& reactor_;

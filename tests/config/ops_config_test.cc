@@ -158,7 +158,19 @@ TEST(ListenerFreebindTest, ParsesBool) {
 TEST(ServerSectionTest, DefaultsWhenAbsent) {
   ASSERT_OK_AND_ASSIGN(const Config config, Load(WithServer("  workers: 2\n")));
   EXPECT_EQ(config.server.shutdown_grace, absl::Seconds(2));
+  EXPECT_EQ(config.server.busy_poll, absl::ZeroDuration());
   EXPECT_THAT(config.server.user, IsEmpty());
+}
+
+TEST(ServerSectionTest, BusyPoll) {
+  ASSERT_OK_AND_ASSIGN(Config config, Load(WithServer("  busy_poll: 50us\n")));
+  EXPECT_EQ(config.server.busy_poll, absl::Microseconds(50));
+  ASSERT_OK_AND_ASSIGN(config, Load(WithServer("  busy_poll: 0s\n")));
+  EXPECT_EQ(config.server.busy_poll, absl::ZeroDuration());
+  ExpectError(WithServer("  busy_poll: 11ms\n"),
+              "ops.yaml:9:14: server.busy_poll: must be at most 10ms, got \"11ms\"");
+  ExpectError(WithServer("  busy_poll: -1us\n"),
+              "ops.yaml:9:14: server.busy_poll: must not be negative, got \"-1us\"");
 }
 
 TEST(ServerSectionTest, ShutdownGrace) {
@@ -189,6 +201,7 @@ TEST(OpsKeysTest, ExampleHasTheDefaults) {
   EXPECT_EQ(config.listener.freebind, defaults.listener.freebind);
   EXPECT_EQ(config.server.shutdown_grace, defaults.server.shutdown_grace);
   EXPECT_EQ(config.server.user, defaults.server.user);
+  EXPECT_EQ(config.server.busy_poll, defaults.server.busy_poll);
   EXPECT_EQ(config.listener.udp.addrs.size(), 1u);
   EXPECT_EQ(config.listener.tcp.addrs.size(), 1u);
 }
@@ -196,7 +209,7 @@ TEST(OpsKeysTest, ExampleHasTheDefaults) {
 TEST(OpsKeysTest, AcceptedKeyPathsListTheNewKeys) {
   const std::vector<std::string> paths = AcceptedKeyPaths();
   EXPECT_THAT(paths, ::testing::IsSupersetOf({"listener.freebind", "server.shutdown_grace",
-                                              "server.user"}));
+                                              "server.user", "server.busy_poll"}));
 }
 
 }  // namespace

@@ -112,6 +112,28 @@ TEST(ReactorTest, RequestStopFromAnotherThreadEndsRun) {
   EXPECT_TRUE(reactor->is_stop_requested());
 }
 
+TEST(ReactorTest, BusyPollingDispatchesCompletionsAndStops) {
+  auto reactor = MakeReactor();
+  if (reactor == nullptr) {
+    GTEST_SKIP() << "io_uring unavailable";
+  }
+  reactor->set_busy_poll_ns(5'000'000);
+  Owner owner;
+  owner.a = {reactor->OnCompletion<&Owner::OnA>(&owner), 1, 0};
+  for (uint32_t round = 0; round < 3; ++round) {
+    io_uring_prep_nop(reactor->GetSqe(&owner.a));
+    for (int i = 0; i < 10 && owner.completions.size() <= round; ++i) {
+      reactor->RunOnce(100);
+    }
+  }
+  EXPECT_EQ(owner.completions.size(), 3u);
+  // A stop requested while the loop spins ends Run().
+  std::thread stopper([&] { reactor->RequestStop(); });
+  reactor->Run();
+  stopper.join();
+  EXPECT_TRUE(reactor->is_stop_requested());
+}
+
 TEST(ReactorTest, BufferRingsGetDistinctGroups) {
   auto reactor = MakeReactor();
   if (reactor == nullptr) {

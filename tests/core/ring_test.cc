@@ -1,9 +1,12 @@
 #include "core/ring.h"
 
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "core/buffer_ring.h"
 #include "gtest/gtest.h"
@@ -49,6 +52,39 @@ TEST(RingTest, SubmitAndWaitReturnsOnTimeout) {
   }
   EXPECT_TRUE(ring->SubmitAndWait(5));
   EXPECT_EQ(ring->Drain([](const io_uring_cqe&) {}), 0u);
+}
+
+TEST(RingTest, CountedInlineCompletionDoesNotEndTheWaitAlone) {
+  auto ring = MakeRing(4);
+  if (ring == nullptr) {
+    GTEST_SKIP() << "io_uring unavailable";
+  }
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  const int efd = eventfd(0, EFD_CLOEXEC);
+  ASSERT_GE(efd, 0);
+  uint64_t value = 0;
+  Operation read_op;
+  Operation send_op;
+  io_uring_prep_read(ring->GetSqe(&read_op), efd, &value, sizeof(value), 0);
+  io_uring_prep_send(ring->GetSqe(&send_op), fds[0], "x", 1, MSG_DONTWAIT);
+  ring->CountInlineCompletion();
+  std::thread writer([efd] {
+    usleep(20'000);
+    const uint64_t one = 1;
+    EXPECT_EQ(write(efd, &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
+  });
+  // The send completes while it is submitted; the wait goes on until the eventfd read does.
+  ASSERT_TRUE(ring->SubmitAndWait(10'000));
+  std::vector<const Operation*> seen;
+  ring->Drain([&](const io_uring_cqe& cqe) {
+    seen.push_back(static_cast<const Operation*>(io_uring_cqe_get_data(&cqe)));
+  });
+  writer.join();
+  EXPECT_EQ(seen.size(), 2u);
+  close(efd);
+  close(fds[0]);
+  close(fds[1]);
 }
 
 TEST(BufferRingTest, RejectsCountThatIsNotAPowerOfTwo) {

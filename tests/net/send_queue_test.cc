@@ -1,8 +1,11 @@
 #include "net/send_queue.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -89,6 +92,26 @@ TEST_F(SendQueueTest, ShortWriteResubmitsTheRest) {
   EXPECT_EQ(queue.queued_bytes(), 3u);
   EXPECT_EQ(queue.OnComplete(*ring_, &op_, fds_[0], WaitSend()), SendQueue::Result::kDone);
   EXPECT_EQ(ReadAll(7), "1234234");
+}
+
+TEST_F(SendQueueTest, FullSocketBufferWaitsForRoomInsteadOfFailing) {
+  // Fill the socket: the queue's MSG_DONTWAIT send then completes at once with EAGAIN.
+  ASSERT_EQ(fcntl(fds_[0], F_SETFL, O_NONBLOCK), 0);
+  const std::string filler(4096, 'f');
+  size_t filled = 0;
+  for (ssize_t w = 0; w >= 0; filled += static_cast<size_t>(std::max<ssize_t>(w, 0))) {
+    w = write(fds_[0], filler.data(), filler.size());
+  }
+  SendQueue queue;
+  queue.pending().assign({'o', 'k'});
+  ASSERT_TRUE(queue.Start(*ring_, &op_, fds_[0]));
+  const int res = WaitSend();
+  ASSERT_EQ(res, -EAGAIN);
+  EXPECT_EQ(queue.OnComplete(*ring_, &op_, fds_[0], res), SendQueue::Result::kPartial);
+  EXPECT_TRUE(queue.is_sending());  // again, now waiting in the kernel for room
+  EXPECT_EQ(ReadAll(filled).size(), filled);
+  EXPECT_EQ(queue.OnComplete(*ring_, &op_, fds_[0], WaitSend()), SendQueue::Result::kDone);
+  EXPECT_EQ(ReadAll(2), "ok");
 }
 
 TEST_F(SendQueueTest, FailedSendIsReported) {
