@@ -18,7 +18,8 @@ constexpr int64_t kFreshLifetimeMs = 1000;
 // Unbound gives connections accepted above half its cap an idle timeout of 200-300 ms; a normal
 // idle close (Cloudflare ~10 s, our own stale_timeout) is far longer.
 constexpr int64_t kShortIdleMs = 500;
-// Two cap closes this close together are "repeatedly": the target is lowered.
+// Cap closes this close together make a streak: the replacement backs off longer, and a shard
+// whose last connection was capped backlogs its queries meanwhile.
 constexpr int64_t kCapWindowMs = 10'000;
 // Trying one more connection: first after this, doubling while the trials are closed too.
 constexpr int64_t kRegrowBaseMs = 10'000;
@@ -47,7 +48,8 @@ uint32_t ConnectionPool::LiveConnections(uint32_t server) const {
   return live;
 }
 
-uint32_t ConnectionPool::OnCapClose(uint32_t server, int64_t now_ms) {
+uint32_t ConnectionPool::OnCapClose(const Connection& c, int64_t now_ms) {
+  const uint32_t server = c.server();
   Server& s = servers_[server];
   ++counters_.cap_closed;
   ++counters_.server(server).cap_closed;
@@ -60,7 +62,7 @@ uint32_t ConnectionPool::OnCapClose(uint32_t server, int64_t now_ms) {
     kept += conns_[ci]->is_ready() ? 1 : 0;
   }
   const uint32_t target = std::max(kept, kMinTargetConnections);
-  if ((is_repeated || s.is_regrowing) && target < s.target_connections) {
+  if ((c.is_cap_replacement || s.is_regrowing) && target < s.target_connections) {
     s.regrow_backoff_ms = s.is_regrowing
                               ? std::min(kRegrowMaxMs, std::max(kRegrowBaseMs, 2 * s.regrow_backoff_ms))
                               : kRegrowBaseMs;

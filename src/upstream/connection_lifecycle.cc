@@ -367,6 +367,7 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   }
   Connection& next = *conns_[replacement];
   next.consecutive_failures = is_failure ? c.consecutive_failures + 1 : 0;
+  next.is_cap_replacement = is_cap;
   next.SetIdle();
   for (uint32_t& slot_in_pool : server.conns) {
     if (slot_in_pool == conn) {
@@ -378,7 +379,7 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   } else {
     // Back off (the exponent grows with the streak of cap closes); above the lowered target the
     // replacement stays parked until the regrow timer wants one more.
-    next.consecutive_failures = OnCapClose(server_index, now_ms);
+    next.consecutive_failures = OnCapClose(c, now_ms);
     if (LiveConnections(server_index) < server.target_connections) {
       ScheduleReconnect(replacement, false);
     } else {

@@ -120,7 +120,7 @@ class ConnectionPool {
     // its share of connection_pool_size (conns.size()), lowered to what the server keeps open
     // when it closes fresh, healthy connections (a connection cap), regrown one at a time.
     uint32_t target_connections = 0;
-    uint32_t cap_streak = 0;          // cap closes within kCapWindowMs of each other
+    uint32_t cap_streak = 0;          // cap closes within kCapWindowMs of each other (back-off)
     int64_t last_cap_close_ms = -1;
     int64_t regrow_backoff_ms = 0;    // the wait before trying one more connection
     bool is_regrowing = false;        // a connection above the lowered target is on trial
@@ -164,10 +164,11 @@ class ConnectionPool {
   // `c` looks like a connection cap: a fresh connection that never answered, or an idle one
   // closed after a very short idle time, while the server is up.
   bool IsCapClose(const Connection& c, int64_t now_ms) const;
-  // Counts a cap close; the second within kCapWindowMs (or one after a regrow) lowers the
-  // server's target to the connections still open. Returns the back-off exponent for the
-  // replacement.
-  uint32_t OnCapClose(uint32_t server, int64_t now_ms);
+  // Counts a cap close of `c`. When `c` itself replaced a capped connection (or was a regrow
+  // trial), the server caps for real (a restart closes everything once, and its replacements
+  // stay): the target drops to the connections still open. Returns the back-off exponent for
+  // the replacement.
+  uint32_t OnCapClose(const Connection& c, int64_t now_ms);
   // The server capped this shard's last connection, whose replacement waits for its back-off:
   // queries wait in the backlog for it instead of failing.
   bool IsCapBackingOff(uint32_t server) const;

@@ -107,6 +107,24 @@ class CappedUpstreamTest(harness.ProxyTestCase):
             self.assertTrue(wait_until(lambda: self.up.max_ready_seen >= 3, scaled(3)),
                             self.upstream_snapshot())
 
+    def test_restart_is_not_a_cap(self):
+        """Pool 4, no cap: the upstream closes every connection at once (close_notify, as on a
+        restart) right after a burst. The replacements stay open, so the target stays 4, and the
+        queries after it are answered."""
+        prom = free_port()
+        with self.proxy(self.capped_config(workers=1, pool=4, prom_port=prom)) as p:
+            self.assertEqual(self.load(p, "g", rounds=3, pause=0.1), [])
+            self.assertTrue(wait_until(lambda: self.up.connections_open == 4, scaled(3)),
+                            self.upstream_snapshot())
+            self.up.drop_connections("fin")
+            self.assertEqual(self.load(p, "h", rounds=8), [])
+            self.assertTrue(wait_until(lambda: self.up.connections_open == 4, scaled(3)),
+                            self.upstream_snapshot())
+            text = scrape(prom)
+        self.assertEqual(metric(text, "dotproxy_upstream_target_connections"), 4, text)
+        self.assertEqual(metric(text, "dotproxy_upstream_down_transitions_total"), 0, text)
+        self.assertNotRegex(p.log(), CAP_LOG)
+
     @unittest.skipUnless(HAS_HANDOFF, "needs the hand-off between shards (issue 15, branch handoff): "
                                       "a shard whose only connection is capped hands its queries over")
     def test_more_shards_than_cap_no_lost_queries(self):
