@@ -29,8 +29,14 @@ constexpr uint32_t kMinTargetConnections = 1;
 
 }  // namespace
 
-bool ConnectionPool::IsCapClose(const Connection& c, int64_t now_ms) const {
-  if (!c.is_ready() || c.is_graceful_close() || servers_[c.server()].health.is_down()) {
+bool ConnectionPool::IsCapClose(const Connection& c, Cause cause, int64_t now_ms) const {
+  if (c.is_graceful_close() || servers_[c.server()].health.is_down()) {
+    return false;
+  }
+  if (cause == Cause::kStalled) {
+    return true;
+  }
+  if (cause != Cause::kServerClosed || !c.is_ready()) {
     return false;
   }
   const bool is_fresh = !c.has_answered && now_ms - c.ready_since_ms < kFreshLifetimeMs;
@@ -38,6 +44,15 @@ bool ConnectionPool::IsCapClose(const Connection& c, int64_t now_ms) const {
   const bool is_short_idle =
       c.has_answered && c.ids().in_use() == 0 && now_ms - c.last_used_ms < kShortIdleMs;
   return is_fresh || is_short_idle;
+}
+
+ConnectionPool::Cause ConnectionPool::SetUpTimeoutCause(const Connection& c) const {
+  for (uint32_t ci : servers_[c.server()].conns) {
+    if (ci != c.index() && conns_[ci]->is_ready()) {
+      return Cause::kStalled;
+    }
+  }
+  return Cause::kOurs;
 }
 
 uint32_t ConnectionPool::LiveConnections(uint32_t server) const {
@@ -48,7 +63,7 @@ uint32_t ConnectionPool::LiveConnections(uint32_t server) const {
   return live;
 }
 
-uint32_t ConnectionPool::OnCapClose(const Connection& c, int64_t now_ms) {
+uint32_t ConnectionPool::OnCapClose(const Connection& c, Cause cause, int64_t now_ms) {
   const uint32_t server = c.server();
   Server& s = servers_[server];
   ++counters_.cap_closed;
@@ -62,7 +77,8 @@ uint32_t ConnectionPool::OnCapClose(const Connection& c, int64_t now_ms) {
     kept += conns_[ci]->is_ready() ? 1 : 0;
   }
   const uint32_t target = std::max(kept, kMinTargetConnections);
-  if ((c.is_cap_replacement || s.is_regrowing) && target < s.target_connections) {
+  const bool is_conclusive = c.is_cap_replacement || s.is_regrowing || cause == Cause::kStalled;
+  if (is_conclusive && target < s.target_connections) {
     s.regrow_backoff_ms = s.is_regrowing
                               ? std::min(kRegrowMaxMs, std::max(kRegrowBaseMs, 2 * s.regrow_backoff_ms))
                               : kRegrowBaseMs;

@@ -316,7 +316,7 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   const bool is_graceful = c.is_graceful_close();
   // A server that closes fresh, healthy connections caps its clients: not a failure, but no
   // reconnect loop either (adaptive_pool.cc).
-  const bool is_cap = cause == Cause::kServerClosed && IsCapClose(c, now_ms);
+  const bool is_cap = IsCapClose(c, cause, now_ms);
   // A healthy connection that lived a while and was closed (idle close by the server, our stale
   // close, a reset mid-query) is replaced at once; set-up failures and short lives back off.
   const bool is_failure = !is_graceful && !is_cap && cause != Cause::kLocalResource &&
@@ -379,7 +379,7 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   } else {
     // Back off (the exponent grows with the streak of cap closes); above the lowered target the
     // replacement stays parked until the regrow timer wants one more.
-    next.consecutive_failures = OnCapClose(c, now_ms);
+    next.consecutive_failures = OnCapClose(c, cause, now_ms);
     if (LiveConnections(server_index) < server.target_connections) {
       ScheduleReconnect(replacement, false);
     } else {
@@ -489,12 +489,12 @@ void ConnectionPool::OnConnectionTimer(core::Timer* timer) {
     case Connection::State::kConnecting:
       ++counters_.connect_failures;
       ++counters_.server(c.server()).connect_errors;
-      FailConnection(conn, "connect timeout");
+      FailConnection(conn, "connect timeout", SetUpTimeoutCause(c));
       break;
     case Connection::State::kHandshaking:
       ++counters_.handshake_failures;
       ++counters_.server(c.server()).connect_errors;
-      FailConnection(conn, "handshake timeout");
+      FailConnection(conn, "handshake timeout", SetUpTimeoutCause(c));
       break;
     case Connection::State::kReady: {
       const config::ServerConfig& sc = *servers_[c.server()].config;

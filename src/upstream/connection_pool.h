@@ -157,18 +157,23 @@ class ConnectionPool {
     kOurs,           // we recycle it (stale, half-dead, server down, write timeout)
     kServer,         // the server reset or broke the stream
     kServerClosed,   // the server closed it cleanly: close_notify or EOF
+    kStalled,        // connect or handshake timed out while other connections to it work
     kLocalResource,  // out of local resources (ENOBUFS, ENOMEM): not the server's fault
   };
   void FailConnection(uint32_t conn, const char* reason, Cause cause = Cause::kOurs);
-  // Adaptive pool (adaptive_pool.cc). Whether the server's clean close (close_notify or EOF) of
-  // `c` looks like a connection cap: a fresh connection that never answered, or an idle one
-  // closed after a very short idle time, while the server is up.
-  bool IsCapClose(const Connection& c, int64_t now_ms) const;
+  // Adaptive pool (adaptive_pool.cc). Whether ending `c` for `cause` looks like a connection cap:
+  // a clean close (close_notify or EOF) of a fresh connection that never answered or of an idle
+  // one after a very short idle time, or a stalled set-up (kStalled), while the server is up.
+  bool IsCapClose(const Connection& c, Cause cause, int64_t now_ms) const;
+  // A connect or handshake of `c` timed out: kStalled when another connection of this shard to
+  // the server is ready (the server works but does not take this one: its accept queue is full,
+  // as unbound's is beyond incoming-num-tcp), else kOurs (a set-up failure).
+  Cause SetUpTimeoutCause(const Connection& c) const;
   // Counts a cap close of `c`. When `c` itself replaced a capped connection (or was a regrow
-  // trial), the server caps for real (a restart closes everything once, and its replacements
-  // stay): the target drops to the connections still open. Returns the back-off exponent for
-  // the replacement.
-  uint32_t OnCapClose(const Connection& c, int64_t now_ms);
+  // trial, or stalled while others work), the server caps for real (a restart closes everything
+  // once, and its replacements stay): the target drops to the connections still open. Returns
+  // the back-off exponent for the replacement.
+  uint32_t OnCapClose(const Connection& c, Cause cause, int64_t now_ms);
   // The server capped this shard's last connection, whose replacement waits for its back-off:
   // queries wait in the backlog for it instead of failing.
   bool IsCapBackingOff(uint32_t server) const;
