@@ -128,7 +128,8 @@ void ConnectionPool::ConnectUpToTarget(uint32_t server) {
 void ConnectionPool::OnRegrowTimer(core::Timer* timer) {
   Server& s = *static_cast<Server*>(timer->owner);
   const uint32_t server = static_cast<uint32_t>(&s - servers_.data());
-  if (is_shutting_down_ || s.target_connections >= s.conns.size()) {
+  const uint32_t share = PoolShare(*s.config);
+  if (is_shutting_down_ || s.target_connections >= share) {
     return;
   }
   // One more connection on trial: a cap close of it lowers the target again and doubles the wait.
@@ -139,7 +140,7 @@ void ConnectionPool::OnRegrowTimer(core::Timer* timer) {
       s.target_connections);
   ConnectUpToTarget(server);
   RefreshServerViews();
-  if (s.target_connections < s.conns.size()) {
+  if (s.target_connections < share) {
     reactor_.timers().Schedule(&s.regrow_timer, reactor_.now_ms() + s.regrow_backoff_ms);
   }
 }
@@ -149,7 +150,7 @@ void ConnectionPool::ResetTarget(uint32_t server) {
   s.regrow_timer.owner = &s;
   s.regrow_timer.kind = regrow_timer_kind_;
   reactor_.timers().Cancel(&s.regrow_timer);
-  s.target_connections = static_cast<uint32_t>(s.conns.size());
+  s.target_connections = PoolShare(*s.config);
   s.cap_streak = 0;
   s.last_cap_close_ms = -1;
   s.is_regrowing = false;

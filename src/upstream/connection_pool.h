@@ -117,8 +117,9 @@ class ConnectionPool {
     core::Timer probe_timer;       // when a down server may be probed again
     uint32_t outstanding = 0;
     // Adaptive pool (adaptive_pool.cc). Connections this shard tries to keep open to the server:
-    // its share of connection_pool_size (conns.size()), lowered to what the server keeps open
-    // when it closes fresh, healthy connections (a connection cap), regrown one at a time.
+    // its share of connection_pool_size (PoolShare), lowered to what the server keeps open when
+    // it closes fresh, healthy connections (a connection cap), regrown one at a time. The
+    // connections above it stay in `conns`, idle with no timer armed (parked).
     uint32_t target_connections = 0;
     uint32_t cap_streak = 0;          // cap closes within kCapWindowMs of each other (back-off)
     int64_t last_cap_close_ms = -1;
