@@ -174,7 +174,7 @@ void Shard::LogCounters() const {
       "shard %u: stopping; udp %lu tcp %lu answered %lu truncated %lu servfail(timeout %lu, "
       "no upstream %lu, retries %lu) malformed(udp %lu, tcp %lu) upstream(connects %lu, full "
       "%lu, resumed %lu, failures %lu, lost %lu, stale %lu, retries %lu, late id %lu, "
-      "mismatch %lu, desyncs %lu, write timeouts %lu, quarantined %lu, "
+      "mismatch %lu, desyncs %lu, write timeouts %lu, quarantined %lu, capped %lu, "
       "local resource errors %lu, backlog moved %lu) acl(udp %lu, tcp %lu) "
       "rate_limited(dropped %lu, refused %lu) local(notimp %lu, formerr %lu, badvers %lu) "
       "share_dropped %lu tcp(paused_output %lu, write_timeouts %lu) "
@@ -187,7 +187,7 @@ void Shard::LogCounters() const {
       u.connect_failures.value() + u.handshake_failures.value(), u.closed.value(),
       u.stale_closed.value(), c.upstream_retries.value(), u.unknown_id.value(),
       u.mismatch.value(), u.desyncs.value(), u.write_timeouts.value(), u.quarantined.value(),
-      u.local_resource_errors.value(), u.backlog_moved.value(), c.udp_acl_dropped.value(),
+      u.cap_closed.value(), u.local_resource_errors.value(), u.backlog_moved.value(), c.udp_acl_dropped.value(),
       c.tcp_acl_refused.value(), c.rate_limited_dropped.value(), c.rate_limited_refused.value(),
       c.local_notimp.value(), c.local_formerr.value(), c.local_badvers.value(),
       c.client_share_dropped.value(), c.tcp_paused_output.value(), c.tcp_write_timeouts.value(),

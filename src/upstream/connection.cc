@@ -51,6 +51,7 @@ void Connection::MarkReady(int64_t now_ms) {
   DCHECK(state_ == State::kHandshaking);
   state_ = State::kReady;
   consecutive_failures = 0;
+  has_answered = false;
   last_read_ms = now_ms;
   ready_since_ms = now_ms;
   last_used_ms = now_ms;

@@ -102,6 +102,8 @@ class Connection {
   int64_t last_read_ms = 0;           // when bytes last arrived (half-dead detection)
   uint32_t consecutive_failures = 0;  // connect/handshake failures since the last success
   uint32_t local_failures = 0;        // socket() failures for lack of local resources, in a row
+  bool has_answered = false;          // an answer matched since the handshake (cap detection)
+  bool is_cap_replacement = false;    // replaces a connection the server closed for a cap
   bool is_dirty = false;              // on the pool's flush list
 
   // kIdle or kFree → kConnecting: opens a socket and submits the connect. On a socket error

@@ -45,6 +45,7 @@ void ConnectionPool::CloseAll() {
   }
   for (Server& server : servers_) {
     reactor_.timers().Cancel(&server.probe_timer);
+    reactor_.timers().Cancel(&server.regrow_timer);
   }
 }
 
@@ -152,7 +153,7 @@ void ConnectionPool::OnRecvDone(const core::Operation& op, const io_uring_cqe& c
   if (cqe.res <= 0 || !has_buffer) {
     FailConnection(op.index,
                    cqe.res == 0 ? "connection closed by the server" : strerror(-cqe.res),
-                   Cause::kServer);
+                   cqe.res == 0 ? Cause::kServerClosed : Cause::kServer);
     return;
   }
   c.SetInput(buffers_->buffer(bid), static_cast<size_t>(cqe.res), reactor_.now_ms());
@@ -188,7 +189,7 @@ void ConnectionPool::DriveTls(Connection& c) {
     case Connection::ReadResult::kWantMore:
       break;
     case Connection::ReadResult::kClosed:
-      FailConnection(c.index(), "close_notify from the server", Cause::kServer);
+      FailConnection(c.index(), "close_notify from the server", Cause::kServerClosed);
       return;
     case Connection::ReadResult::kFailed:
       FailConnection(c.index(), c.tls().error().c_str(), Cause::kServer);
@@ -234,11 +235,7 @@ void ConnectionPool::OnReady(Connection& c) {
   }
   if (server.health.OnConnected(now_ms)) {
     LOG(kWarn, "upstream %s: up again (handshake completed)", server.config->addr_text);
-    for (uint32_t ci : server.conns) {
-      if (conns_[ci]->state() == Connection::State::kIdle) {
-        Connect(ci);
-      }
-    }
+    ConnectUpToTarget(c.server());
   }
   RefreshServerViews();
   has_backlog_ = true;
@@ -270,6 +267,7 @@ bool ConnectionPool::OnMessage(Connection& c, const uint8_t* msg, size_t len) {
     return true;
   }
   c.last_used_ms = now_ms;
+  c.has_answered = true;
   ++counters_.server(c.server()).answers;
   counters_.server(c.server()).latency_us.Record((reactor_.now_ns() - sent_ns) / 1000);
   Server& server = servers_[c.server()];
@@ -316,14 +314,17 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   const Connection::State old_state = c.state();
   const bool was_ready = old_state == Connection::State::kReady;
   const bool is_graceful = c.is_graceful_close();
+  // A server that closes fresh, healthy connections caps its clients: not a failure, but no
+  // reconnect loop either (adaptive_pool.cc).
+  const bool is_cap = IsCapClose(c, cause, now_ms);
   // A healthy connection that lived a while and was closed (idle close by the server, our stale
   // close, a reset mid-query) is replaced at once; set-up failures and short lives back off.
-  const bool is_failure = !is_graceful && cause != Cause::kLocalResource &&
+  const bool is_failure = !is_graceful && !is_cap && cause != Cause::kLocalResource &&
                           (!was_ready || now_ms - c.ready_since_ms < kMinHealthyLifetimeMs);
   // A connection that was carrying queries is replaced at once even if short-lived, so its
   // queries can be re-sent; only repeated short lives back off.
   const bool reconnect_now =
-      (!is_failure && cause != Cause::kLocalResource) ||
+      (!is_failure && !is_cap && cause != Cause::kLocalResource) ||
       (was_ready && c.consecutive_failures + 1 <= kMaxImmediateReconnects);
   if (is_failure && !reconnect_now) {
     OnServerConnectFailure(server_index);
@@ -347,15 +348,20 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   c.queries_sent = 0;
   // The queries on this connection lose their attempt here, and are re-sent elsewhere (or
   // failed) once it is out of the pool.
-  const std::vector<uint32_t> orphans = DetachQueries(c, cause == Cause::kServer);
+  // A cap close is the server's limit, not something a query did: no quarantine for it.
+  const std::vector<uint32_t> orphans =
+      DetachQueries(c, cause == Cause::kServer || (cause == Cause::kServerClosed && !is_cap));
   c.BeginClose(reactor_);
   if (c.is_graceful_close() && c.is_sending()) {
     // close_notify waits behind a send; a server that stopped reading must not keep the fd.
     const int64_t write_timeout = Millis(server.config->write_timeout);
     reactor_.timers().Schedule(&c.timer(), now_ms + (write_timeout > 0 ? write_timeout : 1000));
   }
-  if (hub_ != nullptr && server.conns.size() > TargetConnections(server_index)) {
+  if (hub_ != nullptr && server.conns.size() > PoolShare(server_index, *server.config)) {
     // A connection this shard opened because no shard had one (ConnectLocally): not replaced.
+    if (is_cap) {
+      OnCapClose(c, cause, now_ms);  // counted, and the target follows it
+    }
     std::vector<uint32_t>& pool = server.conns;
     pool.erase(std::remove(pool.begin(), pool.end(), conn), pool.end());
     FinishClose(conn);
@@ -369,13 +375,25 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   const uint32_t replacement = SpareOrNewConnection(server_index);
   Connection& next = *conns_[replacement];
   next.consecutive_failures = is_failure ? c.consecutive_failures + 1 : 0;
+  next.is_cap_replacement = is_cap;
   next.SetIdle();
   for (uint32_t& slot_in_pool : server.conns) {
     if (slot_in_pool == conn) {
       slot_in_pool = replacement;
     }
   }
-  ScheduleReconnect(replacement, reconnect_now);
+  if (!is_cap) {
+    ScheduleReconnect(replacement, reconnect_now);
+  } else {
+    // Back off (the exponent grows with the streak of cap closes); above the lowered target the
+    // replacement stays parked until the regrow timer wants one more.
+    next.consecutive_failures = OnCapClose(c, cause, now_ms);
+    if (LiveConnections(server_index) < server.target_connections) {
+      ScheduleReconnect(replacement, false);
+    } else {
+      reactor_.timers().Cancel(&next.timer());
+    }
+  }
   FinishClose(conn);
   RefreshServerViews();
   for (uint32_t slot : orphans) {
@@ -479,12 +497,12 @@ void ConnectionPool::OnConnectionTimer(core::Timer* timer) {
     case Connection::State::kConnecting:
       ++counters_.connect_failures;
       ++counters_.server(c.server()).connect_errors;
-      FailConnection(conn, "connect timeout");
+      FailConnection(conn, "connect timeout", SetUpTimeoutCause(c));
       break;
     case Connection::State::kHandshaking:
       ++counters_.handshake_failures;
       ++counters_.server(c.server()).connect_errors;
-      FailConnection(conn, "handshake timeout");
+      FailConnection(conn, "handshake timeout", SetUpTimeoutCause(c));
       break;
     case Connection::State::kReady: {
       const config::ServerConfig& sc = *servers_[c.server()].config;

@@ -39,6 +39,7 @@ absl::Status ConnectionPool::Init() {
   handlers_.send = reactor_.OnCompletion<&ConnectionPool::OnSendDone>(this);
   handlers_.timer_kind = reactor_.OnTimer<&ConnectionPool::OnConnectionTimer>(this);
   probe_timer_kind_ = reactor_.OnTimer<&ConnectionPool::OnProbeTimer>(this);
+  regrow_timer_kind_ = reactor_.OnTimer<&ConnectionPool::OnRegrowTimer>(this);
   reactor_.OnFlush<&ConnectionPool::Flush>(this);
   ASSIGN_OR_RETURN(buffers_, reactor_.AddBufferRing(kBufferCount, kBufferSize));
   plaintext_.resize(kPlaintextChunk);
@@ -89,6 +90,7 @@ absl::Status ConnectionPool::InitServer(uint32_t s) {
   for (uint32_t i = 0; i < share; ++i) {
     server.conns.push_back(NewConnection(s));
   }
+  ResetTarget(s);
   return absl::OkStatus();
 }
 
@@ -187,6 +189,7 @@ void ConnectionPool::Reconfigure() {
   std::vector<Server> old = std::move(servers_);
   for (Server& s : old) {
     reactor_.timers().Cancel(&s.probe_timer);
+    reactor_.timers().Cancel(&s.regrow_timer);
   }
   const size_t count = config_.upstream.servers.size();
   servers_ = std::vector<Server>(count);
@@ -256,6 +259,10 @@ void ConnectionPool::Reconfigure() {
   for (uint32_t ci : retired) {
     RetireConnection(ci);
   }
+  for (uint32_t s = 0; s < count; ++s) {
+    ResetTarget(s);  // a reload starts the adaptive pool afresh from the (new) share
+    ConnectUpToTarget(s);
+  }
   RefreshServerViews();
   for (uint32_t s = 0; s < count; ++s) {
     if (servers_[s].health.is_down()) {
@@ -303,13 +310,14 @@ ConnectionPool::TimeoutVerdict ConnectionPool::OnAttemptTimeout(uint32_t conn, b
 
 bool ConnectionPool::QueueOnBusyServer(uint32_t slot) {
   // Every connection of the chosen server is at max_inflight: wait for a free ID rather than
-  // fail. Only servers with a live connection qualify; a server with none is down.
+  // fail. Only servers with a live connection qualify (or whose last one a connection cap closed
+  // and which reconnects after a short back-off); a server with none is down.
   int32_t best = -1;
   for (uint32_t s = 0; s < servers_.size(); ++s) {
     if (servers_[s].health.is_down()) {
       continue;
     }
-    bool is_alive = false;
+    bool is_alive = IsCapBackingOff(s);
     for (uint32_t ci : servers_[s].conns) {
       is_alive |= conns_[ci]->is_alive();
     }

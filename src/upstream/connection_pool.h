@@ -124,6 +124,17 @@ class ConnectionPool {
     ServerHealth health;           // down/up, backoff, latency EWMA (this shard's view)
     core::Timer probe_timer;       // when a down server may be probed again
     uint32_t outstanding = 0;
+    // Adaptive pool (adaptive_pool.cc). Connections this shard tries to keep open to the server:
+    // its share of connection_pool_size (PoolShare), lowered to what the server keeps open when
+    // it closes fresh, healthy connections (a connection cap), regrown one at a time. The
+    // connections above it stay in `conns`, idle with no timer armed (parked).
+    uint32_t target_connections = 0;
+    uint32_t cap_streak = 0;          // cap closes within kCapWindowMs of each other (back-off)
+    int64_t last_cap_close_ms = -1;
+    int64_t regrow_backoff_ms = 0;    // the wait before trying one more connection
+    bool is_regrowing = false;        // a connection above the lowered target is on trial
+    bool has_logged_cap = false;      // the first lowering is logged at kWarn, later ones kDebug
+    core::Timer regrow_timer;
   };
 
   // Reactor handlers.
@@ -140,7 +151,7 @@ class ConnectionPool {
   uint32_t PoolShare(uint32_t server, const config::ServerConfig& sc) const;
   // Connections this shard tries to keep open to the server (the adaptive pool lowers it).
   uint32_t TargetConnections(uint32_t server) const {
-    return PoolShare(server, *servers_[server].config);
+    return servers_[server].target_connections;
   }
   // ---- Hand-off (connection_pool_handoff.cc) ----
   // Publishes this shard's view of each server in the hub's directory (when it changed).
@@ -172,10 +183,35 @@ class ConnectionPool {
   // Who ended a connection, for the queries it carried (see QueryOwner::OnAttemptLost).
   enum class Cause : uint8_t {
     kOurs,           // we recycle it (stale, half-dead, server down, write timeout)
-    kServer,         // the server closed, reset or broke the stream
+    kServer,         // the server reset or broke the stream
+    kServerClosed,   // the server closed it cleanly: close_notify or EOF
+    kStalled,        // connect or handshake timed out while other connections to it work
     kLocalResource,  // out of local resources (ENOBUFS, ENOMEM): not the server's fault
   };
   void FailConnection(uint32_t conn, const char* reason, Cause cause = Cause::kOurs);
+  // Adaptive pool (adaptive_pool.cc). Whether ending `c` for `cause` looks like a connection cap:
+  // a clean close (close_notify or EOF) of a fresh connection that never answered or of an idle
+  // one after a very short idle time, or a stalled set-up (kStalled), while the server is up.
+  bool IsCapClose(const Connection& c, Cause cause, int64_t now_ms) const;
+  // A connect or handshake of `c` timed out: kStalled when another connection of this shard to
+  // the server is ready (the server works but does not take this one: its accept queue is full,
+  // as unbound's is beyond incoming-num-tcp), else kOurs (a set-up failure).
+  Cause SetUpTimeoutCause(const Connection& c) const;
+  // Counts a cap close of `c`. When `c` itself replaced a capped connection (or was a regrow
+  // trial, or stalled while others work), the server caps for real (a restart closes everything
+  // once, and its replacements stay): the target drops to the connections still open. Returns
+  // the back-off exponent for the replacement.
+  uint32_t OnCapClose(const Connection& c, Cause cause, int64_t now_ms);
+  // The server capped this shard's last connection, whose replacement waits for its back-off:
+  // queries wait in the backlog for it instead of failing.
+  bool IsCapBackingOff(uint32_t server) const;
+  // Connections of `server` connecting, handshaking or ready.
+  uint32_t LiveConnections(uint32_t server) const;
+  // Connects idle connections of `server` that wait for no timer, up to its target.
+  void ConnectUpToTarget(uint32_t server);
+  void OnRegrowTimer(core::Timer* timer);
+  // Resets the adaptive state to the share (start, reload).
+  void ResetTarget(uint32_t server);
   // Releases every query in flight on `c` and tells the owner it lost them (`by_server`: the
   // server ended the connection); returns their slots, for OnLostAttemptsDone once the
   // connection is out of the pool.
@@ -202,6 +238,7 @@ class ConnectionPool {
   const uint32_t shard_count_;
   Connection::Handlers handlers_;
   uint32_t probe_timer_kind_ = 0;
+  uint32_t regrow_timer_kind_ = 0;
   core::BufferRing* buffers_ = nullptr;  // ciphertext from every connection, shared (reactor's)
   std::vector<Server> servers_;
   std::vector<std::unique_ptr<Connection>> conns_;

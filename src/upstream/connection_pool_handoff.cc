@@ -101,14 +101,34 @@ bool ConnectionPool::RouteWithoutReady(uint32_t server, bool may_hand_off, int32
 
 int32_t ConnectionPool::ConnectLocally(uint32_t server) {
   Server& s = servers_[server];
-  if (!s.conns.empty() || is_shutting_down_) {
-    return -1;  // ours are reconnecting (after a backoff): no extra connection
+  if (is_shutting_down_ || LiveConnections(server) > 0) {
+    return -1;
+  }
+  // A connection the adaptive pool parked (idle, no reconnect timer) is used first; ours that
+  // are reconnecting after a backoff are waited for: no extra connection then.
+  int32_t parked = -1;
+  for (uint32_t ci : s.conns) {
+    Connection& c = *conns_[ci];
+    if (c.state() == Connection::State::kIdle && !c.timer().is_armed) {
+      parked = static_cast<int32_t>(ci);
+      break;
+    }
+  }
+  if (parked < 0 && !s.conns.empty()) {
+    return -1;
   }
   LOG_EVERY_N_SEC(kInfo, 1, "upstream %s: no shard holds a connection; shard %u connects itself",
                   s.config->addr_text, shard_id_);
-  const uint32_t ci = SpareOrNewConnection(server);
-  conns_[ci]->SetIdle();
-  s.conns.push_back(ci);
+  uint32_t ci = 0;
+  if (parked >= 0) {
+    ci = static_cast<uint32_t>(parked);
+    s.target_connections = std::max<uint32_t>(s.target_connections, 1);
+    counters_.server(server).target_connections.Set(s.target_connections);
+  } else {
+    ci = SpareOrNewConnection(server);
+    conns_[ci]->SetIdle();
+    s.conns.push_back(ci);
+  }
   Connect(ci);
   RefreshServerViews();
   return conns_[ci]->CanAccept() ? static_cast<int32_t>(ci) : -1;

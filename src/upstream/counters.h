@@ -33,6 +33,8 @@ struct ABSL_CACHELINE_ALIGNED ServerCounters {
   Counter dropped_answers;     // unknown ID or question mismatch
   Counter retries;             // attempts sent again after one on this server timed out or was lost
   Counter down_transitions;    // up -> down
+  Counter cap_closed;          // fresh, healthy connections the server closed (a connection cap)
+  Gauge target_connections;    // connections this shard tries to keep open to the server
   Gauge is_up;                 // 1 when this shard considers the server up
   Gauge inflight;              // queries outstanding on this server
   Gauge backlog;               // queries waiting for a free ID
@@ -47,6 +49,7 @@ struct UpstreamCounters {
   Counter local_resource_errors;  // connects failed for lack of local fds/memory (EMFILE...)
   Counter backlog_moved;          // queued queries handed back when their server went down
   Counter quarantined;            // SERVFAIL: the query was on two connections the server closed
+  Counter cap_closed;             // fresh, healthy connections closed by a server (connection cap)
   Counter mismatch;    // responses dropped: question differs
   Counter connects;
   Counter connect_failures;

@@ -249,6 +249,9 @@ _KNOBS = {
     "ignore_queries": False,   # read queries and never answer them
     "ttl": 60,
     "handshake_timeout_s": 10.0,
+    "max_connections": 0,      # > 0: like unbound's incoming-num-tcp, at most this many established
+                               # connections; one more is closed (close_notify + FIN) right after
+                               # its handshake, before any query is read (counted in "capped")
     # One-shot faults, each consumed by the next query received (instead of its answer):
     "inject_once": None,       # None | "garbage" (unframed bytes) | "query_frame" (the query echoed,
                                # QR=0) | "unknown_id" (the answer with an ID never sent)
@@ -320,6 +323,13 @@ class _Conn(asyncio.Protocol):
             self.state = "ready"
             self.srv.handshakes_completed += 1
             self.last_activity = time.monotonic()
+            ready = sum(1 for c in self.srv._conns if c.state == "ready")
+            if self.srv.max_connections and ready > self.srv.max_connections:
+                self.srv.capped += 1
+                self._flush()
+                self._close("fin")
+                return
+            self.srv.max_ready_seen = max(self.srv.max_ready_seen, ready)
         while True:
             try:
                 chunk = self.sslobj.read(65536)
@@ -516,7 +526,7 @@ _COUNTERS = [
     "handshakes_completed", "handshake_failures", "black_holed", "queries_received",
     "queries_ignored", "responses_sent", "dropped_mid_query", "idle_closed", "coalesced_writes",
     "close_notify_received", "max_inflight_seen", "injected", "poison_received",
-    "queries_padded", "padded_off_block",
+    "queries_padded", "padded_off_block", "capped", "max_ready_seen",
 ]
 
 
@@ -698,6 +708,7 @@ def main(argv=None) -> int:
     p.add_argument("--black-hole", action="store_true")
     p.add_argument("--ignore-queries", action="store_true")
     p.add_argument("--ttl", type=int, default=60)
+    p.add_argument("--max-connections", type=int, default=0)
     a = p.parse_args(argv)
 
     knobs = {k: getattr(a, k) for k in _KNOBS if hasattr(a, k) and getattr(a, k) is not None}
