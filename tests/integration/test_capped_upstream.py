@@ -7,7 +7,6 @@ and regrows when the cap is raised."""
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import sys
@@ -19,11 +18,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 from dnsclient import answer_problem, free_port, scaled, udp_many, wait_until  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-# Shards that hold no connection hand their queries to one that does (issue 15, branch handoff).
-# The tests with more shards than the cap allows connections need it.
-HAS_HANDOFF = bool(glob.glob(os.path.join(ROOT, "src", "*", "*spsc_ring*")) or
-                   glob.glob(os.path.join(ROOT, "src", "*", "*handoff*")))
 CAP_LOG = re.compile(r"upstream \S+: closes new connections .*shard \d+ now keeps (\d+) connection")
 
 
@@ -125,8 +119,6 @@ class CappedUpstreamTest(harness.ProxyTestCase):
         self.assertEqual(metric(text, "dotproxy_upstream_down_transitions_total"), 0, text)
         self.assertNotRegex(p.log(), CAP_LOG)
 
-    @unittest.skipUnless(HAS_HANDOFF, "needs the hand-off between shards (issue 15, branch handoff): "
-                                      "a shard whose only connection is capped hands its queries over")
     def test_more_shards_than_cap_no_lost_queries(self):
         """Workers 4, pool 4 in total, cap 2: two shards keep a connection, the others hand their
         queries over; every query is answered and the reconnects stay bounded."""

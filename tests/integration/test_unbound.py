@@ -16,13 +16,12 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 import harness  # noqa: E402
 from dnsclient import free_port, parse, scaled, udp_many  # noqa: E402
-from test_capped_upstream import HAS_HANDOFF, metric, scrape  # noqa: E402
+from test_capped_upstream import metric, scrape  # noqa: E402
 from unbound_upstream import NAMES, UnboundUpstream, expected_address, unbound_binary  # noqa: E402
 
 WORKERS = 12
@@ -106,6 +105,12 @@ class UnboundInteropTest(harness.ProxyTestCase):
                 self.assertEqual(set(run["rcodes"]), {"NOERROR"}, summary)
         if "qps" not in capped:
             self.skipTest("dnsperf not installed: throughput not compared")
+        if float(os.environ.get("DOTPROXY_TEST_TIME_SCALE", "1")) > 1:
+            # Sanitizer and VM builds: everything above is checked, but their throughput is the
+            # sanitizer's, not the proxy's; the ratio is asserted in the plain build only.
+            print("throughput ratio not asserted under DOTPROXY_TEST_TIME_SCALE > 1",
+                  file=sys.stderr)
+            return
         self.assertGreaterEqual(capped["qps"], 0.8 * raised["qps"], summary)
 
     def test_pool_above_cap(self):
@@ -117,8 +122,6 @@ class UnboundInteropTest(harness.ProxyTestCase):
         self.check(capped, raised, max_made=16 + 24)
         self.assertLessEqual(capped["target"], 12, f"the target did not come down: {capped}")
 
-    @unittest.skipUnless(HAS_HANDOFF, "needs the hand-off between shards (issue 15, branch handoff): "
-                                      "12 shards, unbound takes 10 connections")
     def test_default_cap_with_more_workers_than_cap(self):
         """12 workers, the default pool, unbound's default cap 10 (issue 15's table): every query
         answered, at most 2 x workers + 10 connections made, dnsperf within 20 % of cap 100."""
