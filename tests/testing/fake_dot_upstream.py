@@ -249,6 +249,7 @@ _KNOBS = {
     "ignore_queries": False,   # read queries and never answer them
     "ttl": 60,
     "handshake_timeout_s": 10.0,
+    "tls_version": None,       # None (1.2 or 1.3, as negotiated) | "1.2" | "1.3": pin the version (set_cert)
     # One-shot faults, each consumed by the next query received (instead of its answer):
     "inject_once": None,       # None | "garbage" (unframed bytes) | "query_frame" (the query echoed,
                                # QR=0) | "unknown_id" (the answer with an ID never sent)
@@ -546,6 +547,9 @@ class FakeDotUpstream:
         """Certificate for connections accepted from now on (e.g. wrong.pem)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.tls_version:
+            pinned = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[self.tls_version]
+            ctx.minimum_version = ctx.maximum_version = pinned
         ctx.load_cert_chain(cert, key)
         self.cert, self.key, self._ctx = cert, key, ctx
 

@@ -132,6 +132,9 @@ class ProxyTestCase(unittest.TestCase):
             cfg["listener"]["tcp"] = deep_update({
                 "addr": addr, "read_timeout": "10s", "write_timeout": "10s", "max_connections": 1024,
                 "max_inflight_per_connection": 128}, tcp_listener or {})
+        # The whole suite can run with kernel TLS on or off (tests/vm: --subset ktls).
+        if os.environ.get("DOTPROXY_TEST_KTLS"):
+            cfg["upstream"]["ktls"] = os.environ["DOTPROXY_TEST_KTLS"]
         if upstream:
             deep_update(cfg["upstream"], upstream)
         if udp_listener:
