@@ -5,6 +5,7 @@
 #   VM_TIME_SCALE          DOTPROXY_TEST_TIME_SCALE for the integration tests
 #   VM_TIMEOUT_MULT        meson test --timeout-multiplier
 #   VM_TESTS               meson test selection (test names; empty: every test)
+#   VM_KTLS                upstream.ktls for every integration test (DOTPROXY_TEST_KTLS); empty: theirs
 #   VM_COMMAND             instead of meson test: this bash command, run in the source tree with
 #                          DOTPROXY_BIN set (run.sh --command), its exit code in command-exit-code
 # Writes into /vm-results: guest-info, meson-logs/ (meson's testlog.json and testlog.txt),
@@ -33,6 +34,10 @@ rm -rf "$VM_BUILD/meson-logs"
 ln -s /vm-results/meson-logs "$VM_BUILD/meson-logs"
 
 export DOTPROXY_TEST_TIME_SCALE=$VM_TIME_SCALE
+if [[ -n ${VM_KTLS:-} ]]; then
+  export DOTPROXY_TEST_KTLS=$VM_KTLS  # upstream.ktls of every integration test's proxy
+  echo "guest: upstream.ktls: $VM_KTLS"
+fi
 export PYTHONDONTWRITEBYTECODE=1
 export TMPDIR=/tmp
 
