@@ -239,8 +239,12 @@ int TlsStream::BioWrite(BIO* bio, const char* in, int len) {
   if (self->tx_record_type_ != 0) {
     // Not application data on a kTLS TX socket: its own record with a type, after everything
     // queued before it.
+    const uint8_t type = self->tx_record_type_;
+    // The type is for this one write: OpenSSL's own socket BIO clears it once the record is out
+    // (OpenSSL 3.0 never sends the clear control itself), or application data would follow it.
+    self->tx_record_type_ = 0;
     if (!self->ktls_socket_->DrainNow(*self->outbound_) ||
-        !self->ktls_socket_->SendRecord(self->tx_record_type_, p, static_cast<size_t>(len))) {
+        !self->ktls_socket_->SendRecord(type, p, static_cast<size_t>(len))) {
       return -1;
     }
     return len;

@@ -328,7 +328,8 @@ class _Conn(asyncio.Protocol):
                 break
             except ssl.SSLZeroReturnError:  # the peer's close_notify (some Python versions)
                 chunk = b""
-            except (ssl.SSLError, OSError):
+            except (ssl.SSLError, OSError) as e:
+                self.srv.last_read_error = str(e)
                 self._close("rst")
                 return
             if not chunk:  # the peer's close_notify: SSL_ERROR_ZERO_RETURN reads as b""
@@ -560,6 +561,7 @@ class FakeDotUpstream:
         self.queries_per_connection = {}
         self.qnames = collections.deque(maxlen=100000)
         self.last_handshake_error = ""
+        self.last_read_error = ""
 
     def snapshot(self) -> dict:
         d = {c: getattr(self, c) for c in _COUNTERS}
