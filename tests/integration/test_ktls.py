@@ -46,13 +46,14 @@ class KtlsTest(harness.ProxyTestCase):
         cfg["metrics"] = {"flush_interval": "100ms", "prometheus": {"addr": f"127.0.0.1:{self.prom}"}}
         return cfg
 
-    def answer_all(self, p, prefix, count=200):
+    def answer_all(self, p, prefix, count=200, servfail_ok=False):
         items = [(f"{prefix}{i}.ktls.test.", "A") for i in range(count)]
         answers = udp_many(items, "127.0.0.1", p.udp_addr[1], timeout=scaled(10))
         # The right answer, not just any: a SERVFAIL would hide connections that fail after the
-        # handshake (the proxy retries, then gives up).
+        # handshake (the proxy retries, then gives up). Where the server closes connections on
+        # purpose, a query caught twice is answered SERVFAIL by design (quarantine), never wrong.
         bad = [answer_problem(r, n, t, q.id) for (n, t), (q, r, _) in zip(items, answers)]
-        bad = [b for b in bad if b]
+        bad = [b for b in bad if b and not (servfail_ok and b.endswith("rcode SERVFAIL, expected NOERROR"))]
         self.assertEqual(bad[:5], [], f"{len(bad)} of {count} queries not answered right; "
                                       f"{self.upstream_snapshot()}")
 
@@ -111,13 +112,14 @@ class KtlsUnavailableTest(KtlsTest):
 
 @unittest.skipUnless(kernel_has_ktls(), "no tls ULP in this kernel (tests/vm/run.sh --subset ktls runs these)")
 class KtlsAvailableTest(KtlsTest):
-    def run_on(self, version, *, expect_rx, upstream_knobs=None, server=None, count=300):
+    def run_on(self, version, *, expect_rx, upstream_knobs=None, server=None, count=300,
+               servfail_ok=False):
         up = self.start_upstream(tls_version=version, **(upstream_knobs or {}))
         cfg = self.ktls_config("on", server=dict({"addr": up.addr}, **(server or {})))
         p = self.proxy(cfg, verbosity="debug")
         p.start()
         self.addCleanup(p.stop, False)
-        self.answer_all(p, f"on{version.replace('.', '')}-", count)
+        self.answer_all(p, f"on{version.replace('.', '')}-", count, servfail_ok)
         paths = self.wait_paths(lambda s: s["ktls_tx"] >= 1, f"TLS {version}, ktls on")
         if expect_rx:
             self.assertGreaterEqual(paths["ktls_rx"], 1, paths)
@@ -167,8 +169,9 @@ class KtlsAvailableTest(KtlsTest):
             with self.subTest(tls=version):
                 # Every 50th query on a connection closes it without an answer: the proxy re-sends
                 # those queries on a new (offloaded) connection.
-                up, p = self.run_on(version, expect_rx=version == "1.2",
+                up, p = self.run_on(version, expect_rx=version == "1.2", servfail_ok=True,
                                     upstream_knobs={"close_after_queries": 50, "close_mode": "fin"})
+                self.assertGreaterEqual(up.responses_sent, 200, self.upstream_snapshot(up))
                 self.assertGreaterEqual(up.closed_by_us, 1, self.upstream_snapshot(up))
                 p.stop()
 
