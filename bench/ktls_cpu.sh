@@ -47,17 +47,20 @@ YAML
   out=$("$bench/bench/load/dotload" --server 127.0.0.1:5300 --duration "${dur}s" --quiet "${args[@]}" | tail -1)
   after=$(cpu_ticks "$proxy_pid")
   kill "$proxy_pid"; wait "$proxy_pid" 2>/dev/null; proxy_pid=""
-  local path
+  local path failures
   path=$(grep -o 'ready ([^)]*)' "$tmp/proxy.log" | head -1)
-  python3 - "$version" "$mode" "$load" "$((after - before))" "$ticks" "$out" "$path" <<'PY'
+  # A run whose connections kept failing measures handshakes, not records: say so.
+  failures=$(grep -c 'connection [0-9]* failed' "$tmp/proxy.log")
+  python3 - "$version" "$mode" "$load" "$((after - before))" "$ticks" "$out" "$path" "$failures" <<'PY'
 import json, sys
-version, mode, load, dticks, ticks, out, path = sys.argv[1:]
+version, mode, load, dticks, ticks, out, path, failures = sys.argv[1:]
 r = json.loads(out)
 cpu_s = int(dticks) / int(ticks)
 answered = r["answered"]
 per_q = cpu_s * 1e6 / answered if answered else float("nan")
 print(f"ktls_cpu: tls {version} ktls {mode:3} {load:5} qps {r['qps']:8.0f} answered {answered:7d} "
-      f"timeouts {r['timeouts']:5d} cpu {cpu_s:6.2f} s  {per_q:7.1f} us/query  [{path}]", flush=True)
+      f"timeouts {r['timeouts']:5d} noerror {r['rcodes'].get('NOERROR', 0):7d} "
+      f"conn failures {failures:>3} cpu {cpu_s:6.2f} s  {per_q:7.1f} us/query  [{path}]", flush=True)
 PY
 }
 
