@@ -28,8 +28,10 @@
 #include "base/log.h"
 #include "base/process.h"
 #include "config/load_config.h"
+#include "core/kernel_features.h"
 #include "dotproxy_config.h"
 #include "metrics/reporter.h"
+#include "net/ktls.h"
 #include "net/sockets.h"
 #include "base/fd_limits.h"
 #include "base/privileges.h"
@@ -147,6 +149,18 @@ void WarnIfFdsRunShort(const config::Config& config, uint32_t workers) {
 
 // After every shard has bound its sockets: started as root with server.user set, become that
 // user; started as root without it, say so once.
+// `ktls: on` promises offload: without kTLS in this kernel, refuse to start (auto falls back).
+absl::Status CheckKtls(const config::Config& config) {
+  for (const config::ServerConfig& server : config.upstream.servers) {
+    if (server.ktls == config::Ktls::kOn && !net::KtlsAvailable()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "upstream ", server.addr_text, ": ktls is on, but this kernel has no kernel TLS (kTLS: "
+          "setting TCP_ULP \"tls\" fails; modprobe tls, or set ktls: auto or off)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status MaybeDropPrivileges(const config::Config& config) {
   if (!base::IsRoot()) {
     return absl::OkStatus();
@@ -225,6 +239,19 @@ int Main(int argc, char** argv) {
   }
   if (!free.ok()) {
     fprintf(stderr, "dotproxy: %s\n", std::string(free.message()).c_str());
+    return 1;
+  }
+
+  // What the kernel offers, once, before any shard starts: below the minimum, one line naming
+  // the missing feature instead of a shard failing later.
+  const core::KernelFeatures kernel = core::ProbeKernelFeatures();
+  if (const absl::Status usable = core::CheckKernelFeatures(kernel); !usable.ok()) {
+    fprintf(stderr, "dotproxy: %s\n", std::string(usable.message()).c_str());
+    return 1;
+  }
+  LOG(kDebug, "kernel: %s", core::DescribeKernelFeatures(kernel));
+  if (const absl::Status ktls = CheckKtls(config); !ktls.ok()) {
+    fprintf(stderr, "dotproxy: %s\n", std::string(ktls.message()).c_str());
     return 1;
   }
 

@@ -36,6 +36,7 @@ ABSL_FLAG(std::string, dot, "127.0.0.1:8853",
           "DNS-over-TLS listen address; used when --cert and --key are given");
 ABSL_FLAG(std::string, cert, "", "DoT certificate chain (PEM); empty: no DoT");
 ABSL_FLAG(std::string, key, "", "DoT private key (PEM)");
+ABSL_FLAG(std::string, tls, "", "DoT version: 1.2 pins TLS 1.2; empty: TLS 1.3 when the client has it");
 ABSL_FLAG(uint32_t, threads, 1, "worker threads, each with its own io_uring and sockets");
 ABSL_FLAG(int64_t, delay_ms, 0, "hold every answer this many milliseconds");
 ABSL_FLAG(uint32_t, size, 0, "pad answers with extra A records to at least this many bytes");
@@ -124,6 +125,11 @@ int Main(int argc, char** argv) {
     status = ParseListen("tcp", absl::GetFlag(FLAGS_tcp), &options.has_tcp, &options.tcp_addr);
   }
   options.cert_file = absl::GetFlag(FLAGS_cert);
+  if (absl::GetFlag(FLAGS_tls) == "1.2") {
+    options.tls_max_version = TLS1_2_VERSION;
+  } else if (!absl::GetFlag(FLAGS_tls).empty() && absl::GetFlag(FLAGS_tls) != "1.3") {
+    status = absl::InvalidArgumentError("--tls: 1.2 or 1.3");
+  }
   options.key_file = absl::GetFlag(FLAGS_key);
   if (status.ok() && !options.cert_file.empty()) {
     status = ParseListen("dot", absl::GetFlag(FLAGS_dot), &options.has_dot, &options.dot_addr);

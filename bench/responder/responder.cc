@@ -103,7 +103,8 @@ absl::Status Responder::Init() {
     ASSIGN_OR_RETURN(listen_fds_[kListenerTcp], net::CreateTcpListener(options_.tcp_addr, 4096));
   }
   if (options_.has_dot) {
-    ASSIGN_OR_RETURN(tls_, tls::ServerContext::Create({options_.cert_file, options_.key_file}));
+    ASSIGN_OR_RETURN(tls_, tls::ServerContext::Create(
+                                {options_.cert_file, options_.key_file, options_.tls_max_version}));
     ASSIGN_OR_RETURN(listen_fds_[kListenerDot], net::CreateTcpListener(options_.dot_addr, 4096));
   }
   const core::HandlerId accept_handler = reactor_->OnCompletion<&Responder::OnAccept>(this);

@@ -45,6 +45,7 @@ struct ResponderOptions {
   bool has_dot = false;
   base::SocketAddress dot_addr;
   std::string cert_file;  // DoT certificate chain (PEM)
+  int tls_max_version = 0;  // pin DoT to this version (TLS1_2_VERSION); 0: newest
   std::string key_file;   // DoT private key (PEM)
   AnswerOptions answer;
   int64_t delay_ms = 0;   // hold every answer this long before sending it

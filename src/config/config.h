@@ -37,6 +37,14 @@ enum class Policy : uint8_t {
   kLeastOutstanding,
 };
 
+// Kernel TLS offload on upstream connections (upstream.ktls, overridable per server).
+enum class Ktls : uint8_t {
+  kOff,      // TLS records are encrypted and decrypted by OpenSSL in user space
+  kAuto,     // offload where the kernel and OpenSSL can, per connection; user space otherwise
+  kOn,       // like auto, but start-up fails when the kernel has no kTLS
+  kInherit,  // (servers only) take upstream.ktls
+};
+
 enum class StatsdTagFormat : uint8_t { kInflux, kDogStatsd };
 
 // One statsd destination; metrics.statsd.addr lists one or more, comma-separated
@@ -145,6 +153,7 @@ struct ServerConfig {
   uint32_t weight = 1;          // share for RoundRobin, Random and Availability
   bool edns_padding = true;     // pad queries to 128-byte blocks (RFC 7830, RFC 8467)
   std::vector<std::string> spki_pins;  // SHA-256 SPKI digests (32 bytes each); empty: no pinning
+  Ktls ktls = Ktls::kInherit;          // this server's override of upstream.ktls
 };
 
 struct UpstreamConfig {
@@ -153,8 +162,14 @@ struct UpstreamConfig {
   absl::Duration query_timeout = absl::Seconds(3);  // overall deadline per client query
   absl::Duration backoff_initial = absl::Milliseconds(250);  // first wait before probing a down server
   absl::Duration backoff_max = absl::Seconds(30);            // cap of the doubling backoff
+  Ktls ktls = Ktls::kOff;                           // kernel TLS offload (see README)
   std::vector<ServerConfig> servers;                // at least one
 };
+
+// The kTLS mode of one server: its own, or the upstream section's.
+inline Ktls EffectiveKtls(const UpstreamConfig& upstream, const ServerConfig& server) {
+  return server.ktls == Ktls::kInherit ? upstream.ktls : server.ktls;
+}
 
 struct ServerSection {
   uint32_t workers = 0;  // shard threads; 0 = one per CPU of the affinity mask

@@ -66,6 +66,12 @@ constexpr schema::EnumName<RateLimitAction> kRateLimitActions[] = {
     {"refuse", RateLimitAction::kRefuse},
 };
 
+constexpr schema::EnumName<Ktls> kKtlsModes[] = {
+    {"off", Ktls::kOff},
+    {"auto", Ktls::kAuto},
+    {"on", Ktls::kOn},
+};
+
 // The seed README's spelling of upstream.load_balancing_policy; accepted with a warning.
 constexpr char kMisspeltPolicyKey[] = "load_balacing_policy";
 
@@ -315,6 +321,7 @@ constexpr Key kServerKeys[] = {
     Integer<&Server::weight>("weight", 1, kMaxWeight),
     Bool<&Server::edns_padding>("edns_padding"),
     Custom<&ParseSpkiPins>("spki_pins"),
+    Enum<&Server::ktls, kKtlsModes>("ktls", "ktls mode"),
 };
 constexpr Section kServer = SectionOf<Server>(kServerKeys);
 
@@ -326,6 +333,7 @@ constexpr Key kUpstreamKeys[] = {
     PositiveDuration<&Upstream::query_timeout>("query_timeout", kMaxQueryTimeout),
     PositiveDuration<&Upstream::backoff_initial>("backoff_initial", kMaxTimeout),
     PositiveDuration<&Upstream::backoff_max>("backoff_max", kMaxTimeout),
+    Enum<&Upstream::ktls, kKtlsModes>("ktls", "ktls mode"),
     List<&Upstream::servers>("servers", "server", kServer).Required(),
 };
 constexpr Section kUpstream = SectionOf<Upstream>(kUpstreamKeys);
@@ -502,6 +510,9 @@ absl::StatusOr<Config> LoadConfigFromString(std::string_view text, std::string_v
   Walker walker(filename, warnings);
   Config config;
   RETURN_IF_ERROR(walker.WalkDocument(kConfig, document.root(), &config));
+  for (ServerConfig& server : config.upstream.servers) {
+    server.ktls = EffectiveKtls(config.upstream, server);
+  }
   RETURN_IF_ERROR(ValidateImpl(config, filename, &walker.locations()));
   return config;
 }
@@ -535,7 +546,8 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, std::vector<std::stri
 
 std::string ServerIdentity(const ServerConfig& server) {
   return absl::StrCat(server.addr.ToString(), "|", server.server_name, "|", server.ca_file, "|",
-                      absl::StrJoin(server.spki_pins, ","));
+                      absl::StrJoin(server.spki_pins, ","), "|ktls=",
+                      static_cast<int>(server.ktls));
 }
 
 }  // namespace dotproxy::config

@@ -7,7 +7,6 @@
 #include "base/log.h"
 
 namespace dotproxy::core {
-namespace {
 
 std::string DescribeSetupError(int err) {
   std::string text = absl::StrCat("io_uring_setup: ", strerrorname_np(err), " (", strerror(err),
@@ -32,8 +31,6 @@ std::string DescribeSetupError(int err) {
   }
   return text;
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const Options& options) {
   auto ring = std::unique_ptr<Ring>(new Ring());

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include <liburing.h>
 
@@ -21,6 +22,9 @@
 #include "core/operation.h"
 
 namespace dotproxy::core {
+
+// "io_uring_setup: EPERM (...)" with what usually causes `err` and what to do about it.
+std::string DescribeSetupError(int err);
 
 class Ring {
  public:

@@ -36,6 +36,9 @@ absl::StatusOr<std::unique_ptr<ServerContext>> ServerContext::Create(const Optio
     return absl::InternalError(absl::StrCat("SSL_CTX_new: ", OpenSslErrors()));
   }
   SSL_CTX_set_min_proto_version(out->ctx_, TLS1_2_VERSION);
+  if (options.max_version != 0) {
+    SSL_CTX_set_max_proto_version(out->ctx_, options.max_version);
+  }
   if (SSL_CTX_use_certificate_chain_file(out->ctx_, options.cert_file.c_str()) != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("certificate ", options.cert_file, ": ", OpenSslErrors()));

@@ -21,6 +21,7 @@ class ServerContext {
   struct Options {
     std::string cert_file;  // PEM chain: leaf first, then intermediates
     std::string key_file;   // PEM private key of the leaf
+    int max_version = 0;    // e.g. TLS1_2_VERSION to pin TLS 1.2; 0: the newest OpenSSL has
   };
 
   // Fails (InvalidArgument / NotFound) when the files cannot be read or do not match.

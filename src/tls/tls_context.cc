@@ -67,6 +67,9 @@ absl::StatusOr<std::unique_ptr<ClientContext>> ClientContext::Create(const Optio
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   // Issue 9: a server has no business renegotiating a DoT connection (TLS 1.2).
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+  if (options.ktls) {
+    SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+  }
   return out;
 }
 

@@ -25,6 +25,7 @@ class ClientContext {
   struct Options {
     std::string server_name;  // DNS name (SNI + name check) or IP literal (IP SAN check)
     std::string ca_file;      // empty: default verify paths
+    bool ktls = false;        // SSL_OP_ENABLE_KTLS: OpenSSL offers keys to TlsStream's BIO
   };
 
   static absl::StatusOr<std::unique_ptr<ClientContext>> Create(const Options& options);
@@ -39,6 +40,7 @@ class ClientContext {
   SSL_CTX* ctx() { return ctx_; }
   const std::string& server_name() const { return options_.server_name; }
   bool is_ip_name() const { return is_ip_name_; }
+  bool is_ktls_enabled() const { return options_.ktls; }
   // SHA-256 digests of a SubjectPublicKeyInfo (RFC 7858 §4.2); every handshake of a session on
   // this context must show a certificate with one of them. Empty (the default): no pinning.
   void set_spki_pins(std::vector<std::string> pins) { spki_pins_ = std::move(pins); }

@@ -10,6 +10,15 @@
 #include "absl/strings/str_cat.h"
 
 namespace dotproxy::tls {
+namespace {
+
+// OpenSSL's controls for a BIO that can do kTLS (internal to OpenSSL 3.x, commented in bio.h;
+// HAProxy answers the same ones).
+constexpr int kCtrlSetKtls = 72;             // ptr: struct tls_crypto_info...; num: 1 TX, 0 RX
+constexpr int kCtrlSetKtlsRecordType = 74;   // num: the type of the next write
+constexpr int kCtrlClearKtlsRecordType = 75;
+
+}  // namespace
 
 BIO_METHOD* TlsStream::Method() {
   static BIO_METHOD* const method = [] {
@@ -36,6 +45,8 @@ std::unique_ptr<TlsStream> TlsStream::NewSession(SSL_CTX* ctx, std::vector<uint8
   BIO* bio = BIO_new(Method());
   BIO_set_data(bio, out.get());
   SSL_set_bio(out->ssl_, bio, bio);
+  SSL_set_msg_callback(out->ssl_, &TlsStream::OnMessage);
+  SSL_set_msg_callback_arg(out->ssl_, out.get());
   return out;
 }
 
@@ -172,6 +183,11 @@ bool TlsStream::MatchesPin() const {
 IoResult TlsStream::Read(uint8_t* buf, size_t cap, size_t* n) {
   ERR_clear_error();
   const int rc = SSL_read_ex(ssl_, buf, cap, n);
+  if (key_update_blocked_) {
+    error_ = "read: a TLS 1.3 KeyUpdate asks to re-key the kernel TLS send side, which OpenSSL 3.0 "
+             "cannot do: replacing the connection";
+    return IoResult::kFailed;
+  }
   if (rc == 1) {
     return IoResult::kDone;
   }
@@ -204,6 +220,7 @@ void TlsStream::Shutdown() {
 int TlsStream::BioRead(BIO* bio, char* out, int len) {
   auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
+  self->read_hint_ = static_cast<size_t>(len);
   const size_t available = self->in_len_ - self->in_off_;
   if (available == 0) {
     BIO_set_retry_read(bio);
@@ -219,16 +236,75 @@ int TlsStream::BioWrite(BIO* bio, const char* in, int len) {
   auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
   const auto* p = reinterpret_cast<const uint8_t*>(in);
+  if (self->tx_record_type_ != 0) {
+    // Not application data on a kTLS TX socket: its own record with a type, after everything
+    // queued before it.
+    const uint8_t type = self->tx_record_type_;
+    // The type is for this one write: OpenSSL's own socket BIO clears it once the record is out
+    // (OpenSSL 3.0 never sends the clear control itself), or application data would follow it.
+    self->tx_record_type_ = 0;
+    if (!self->ktls_socket_->DrainNow(*self->outbound_) ||
+        !self->ktls_socket_->SendRecord(type, p, static_cast<size_t>(len))) {
+      return -1;
+    }
+    return len;
+  }
   self->outbound_->insert(self->outbound_->end(), p, p + len);
   return len;
 }
 
-long TlsStream::BioCtrl(BIO* /*bio*/, int cmd, long /*num*/, void* /*ptr*/) {  // NOLINT
+long TlsStream::BioCtrl(BIO* bio, int cmd, long num, void* ptr) {  // NOLINT
   switch (cmd) {
     case BIO_CTRL_FLUSH:
-      return 1;  // the outbound vector is flushed by the owner's next send
+      return 1;  // the outbound vector is flushed by the owner's next send (or by SET_KTLS)
     default:
-      return 0;  // kTLS hooks answer here later (#6)
+      return static_cast<TlsStream*>(BIO_get_data(bio))->KtlsCtrl(cmd, num, ptr);
+  }
+}
+
+long TlsStream::KtlsCtrl(int cmd, long num, void* ptr) {  // NOLINT(runtime/int)
+  switch (cmd) {
+    case kCtrlSetKtls: {
+      if (ktls_socket_ == nullptr) {
+        return 0;
+      }
+      const bool tx = num != 0;
+      // The kernel encrypts everything written after TLS_TX, so what OpenSSL queued before must
+      // leave first; the kernel decrypts everything read after TLS_RX, so nothing already read
+      // may wait here.
+      if (tx ? !ktls_socket_->DrainNow(*outbound_) : in_off_ < in_len_) {
+        return 0;
+      }
+      if (!ktls_socket_->InstallKey(tx, ptr)) {
+        return 0;
+      }
+      (tx ? ktls_tx_ : ktls_rx_) = true;
+      return 1;
+    }
+    case BIO_CTRL_GET_KTLS_SEND:
+      return ktls_tx_ ? 1 : 0;
+    case BIO_CTRL_GET_KTLS_RECV:
+      return ktls_rx_ ? 1 : 0;
+    case kCtrlSetKtlsRecordType:
+      tx_record_type_ = static_cast<uint8_t>(num);
+      return 1;
+    case kCtrlClearKtlsRecordType:
+      tx_record_type_ = 0;
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+void TlsStream::OnMessage(int write_p, int /*version*/, int content_type, const void* buf,
+                          size_t len, SSL* /*ssl*/, void* arg) {
+  auto* self = static_cast<TlsStream*>(arg);
+  const auto* msg = static_cast<const uint8_t*>(buf);
+  // RFC 8446 §4.6.3: KeyUpdate (type 24, 3-byte length, request_update); 1 asks us to re-key.
+  constexpr uint8_t kKeyUpdate = 24;
+  if (write_p == 0 && content_type == SSL3_RT_HANDSHAKE && self->ktls_tx_ && len >= 5 &&
+      msg[0] == kKeyUpdate && msg[4] == 1) {
+    self->key_update_blocked_ = true;
   }
 }
 

@@ -25,6 +25,23 @@
 
 namespace dotproxy::tls {
 
+// The socket side of kernel TLS (kTLS), implemented by the owner of the socket: OpenSSL hands
+// its keys to our BIO (the BIO_CTRL_SET_KTLS controls) in the middle of a handshake or write, and
+// the BIO calls these synchronously.
+class KtlsSocket {
+ public:
+  // Sends `bytes` (ciphertext written before a TX switch) now and erases what went out. False if
+  // not all of it can go out without waiting: the switch is then declined.
+  virtual bool DrainNow(std::vector<uint8_t>& bytes) = 0;
+  // TCP_ULP "tls" and the key of one direction. False: that direction stays in user space.
+  virtual bool InstallKey(bool tx, const void* crypto_info) = 0;
+  // One non-application record (an alert, a handshake message) on a socket with a TX key.
+  virtual bool SendRecord(uint8_t type, const uint8_t* data, size_t len) = 0;
+
+ protected:
+  ~KtlsSocket() = default;
+};
+
 enum class IoResult : uint8_t {
   kDone,       // progress made (handshake finished, bytes read)
   kWantRead,   // needs more ciphertext: keep the recv armed
@@ -62,8 +79,22 @@ class TlsStream {
   // Queues a close_notify alert.
   void Shutdown();
 
+  // Lets OpenSSL offload to the kernel through `socket` (the context must have kTLS enabled).
+  // TX moves to the kernel when OpenSSL offers it and nothing queued is stuck; RX (TLS 1.2 only
+  // with OpenSSL 3.0) when no received ciphertext is left unread. After the RX switch the owner
+  // must receive with recvmsg and a control buffer and pass each record as
+  // [type, 3, 3, len_hi, len_lo] + plaintext (SetInput).
+  void EnableKtls(KtlsSocket* socket) { ktls_socket_ = socket; }
+  bool ktls_tx() const { return ktls_tx_; }
+  bool ktls_rx() const { return ktls_rx_; }
+  // How many bytes OpenSSL asked for in its last read: a reader that wants no bytes beyond the
+  // current record (so that RX can switch at a record boundary) receives that many.
+  size_t read_hint() const { return read_hint_; }
+
   bool is_established() const { return is_established_; }
   bool session_reused() const;
+  // "TLSv1.2", "TLSv1.3": the negotiated version, for logs.
+  const char* version() const { return SSL_get_version(ssl_); }
   // The reason of the last kFailed, for logs (verification result, OpenSSL error queue).
   const std::string& error() const { return error_; }
 
@@ -78,6 +109,9 @@ class TlsStream {
   static int BioWrite(BIO* bio, const char* in, int len);
   static long BioCtrl(BIO* bio, int cmd, long num, void* ptr);  // NOLINT(runtime/int)
   static BIO_METHOD* Method();
+  long KtlsCtrl(int cmd, long num, void* ptr);  // NOLINT(runtime/int)
+  static void OnMessage(int write_p, int version, int content_type, const void* buf, size_t len,
+                        SSL* ssl, void* arg);
 
   SSL* ssl_ = nullptr;
   std::vector<uint8_t>* outbound_ = nullptr;  // not owned
@@ -87,6 +121,14 @@ class TlsStream {
   bool is_established_ = false;
   std::string error_;
   const std::vector<std::string>* spki_pins_ = nullptr;  // the context's; empty: no pinning
+  KtlsSocket* ktls_socket_ = nullptr;  // not owned; null: user space only
+  bool ktls_tx_ = false;
+  bool ktls_rx_ = false;
+  // A TLS 1.3 KeyUpdate asked us to re-key while TX is in the kernel, which OpenSSL 3.0 cannot
+  // follow (openssl#16307): the connection must be replaced.
+  bool key_update_blocked_ = false;
+  uint8_t tx_record_type_ = 0;  // the type of the next write when not application data; 0: none
+  size_t read_hint_ = 5;        // a record header
 };
 
 }  // namespace dotproxy::tls

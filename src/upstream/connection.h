@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+
+#include <sys/socket.h>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -37,7 +39,7 @@
 
 namespace dotproxy::upstream {
 
-class Connection {
+class Connection : private tls::KtlsSocket {
  public:
   enum class State : uint8_t {
     kIdle,         // no socket; waiting for the reconnect or probe timer
@@ -113,12 +115,23 @@ class Connection {
   // kConnecting → kHandshaking: a client TLS session over the socket. False if OpenSSL cannot
   // make one.
   bool StartTls(tls::ClientContext& context);
+  // kTLS on this connection: which directions the kernel took, and the errno of the first
+  // set-up call that failed (0: none did, or kTLS is not enabled for its server).
+  bool is_ktls_enabled() const { return is_ktls_enabled_; }
+  int ktls_error() const { return ktls_error_; }
   tls::IoResult Handshake() { return tls_->Handshake(); }
   // kHandshaking → kReady.
   void MarkReady(int64_t now_ms);
-  // One buffer-select recv of ciphertext from the shared ring.
+  // One buffer-select recv of ciphertext from the shared ring; or, into the connection's own
+  // buffer, a recv of just the bytes TLS asked for (handshaking with kTLS enabled, so that RX
+  // can switch at a record boundary) or a recvmsg of one kTLS record with its type.
   void ArmRecv(core::Reactor& reactor, const core::BufferRing& buffers);
   void OnRecvCompleted() { is_recv_pending_ = false; }
+  // The recv in flight (or just completed) used the connection's own buffer.
+  bool is_own_recv() const { return recv_kind_ != RecvKind::kShared; }
+  // Makes the `len` bytes an own-buffer recv delivered the next TLS input (for kTLS RX, as a
+  // record with the type the kernel reported). False, with the reason, when it cannot.
+  bool TakeOwnInput(size_t len, int64_t now_ms, const char** why);
   // Ciphertext of the last recv, for the next Handshake()/ReadResponses(); ForgetInput() before
   // the buffer goes back to the ring.
   void SetInput(const uint8_t* data, size_t len, int64_t now_ms);
@@ -170,6 +183,16 @@ class Connection {
   void SetIdle() { state_ = State::kIdle; }
 
  private:
+  enum class RecvKind : uint8_t { kShared, kExact, kKtlsRecord };
+  // Room for one kTLS record's plaintext behind the 5-byte header rebuilt for OpenSSL.
+  static constexpr size_t kRecordHeader = 5;
+  static constexpr size_t kOwnBufferBytes = kRecordHeader + 16384;
+
+  // tls::KtlsSocket, called from inside OpenSSL.
+  bool DrainNow(std::vector<uint8_t>& bytes) override;
+  bool InstallKey(bool tx, const void* crypto_info) override;
+  bool SendRecord(uint8_t type, const uint8_t* data, size_t len) override;
+
   uint32_t ops_in_flight() const {
     return static_cast<uint32_t>(is_connect_pending_) + static_cast<uint32_t>(is_recv_pending_) +
            static_cast<uint32_t>(output_.is_sending());
@@ -193,6 +216,14 @@ class Connection {
   dns::FrameReader reader_;          // plaintext responses, split anywhere
   core::Timer timer_;                // connect/handshake deadline, stale close, reconnect
   dns::IdSlotTable ids_;
+  bool is_ktls_enabled_ = false;  // the server's context offers keys to our BIO
+  bool is_ulp_set_ = false;       // TCP_ULP "tls" is on the socket
+  int ktls_error_ = 0;
+  RecvKind recv_kind_ = RecvKind::kShared;
+  std::unique_ptr<uint8_t[]> own_buffer_;  // kOwnBufferBytes, made when kTLS is first enabled
+  msghdr recv_msg_{};
+  iovec recv_iov_{};
+  alignas(cmsghdr) uint8_t recv_control_[32] = {};
   std::array<uint16_t, kRecentIds> recent_ids_{};  // ring of the last IDs released
   uint32_t recent_next_ = 0;
   uint32_t recent_count_ = 0;

@@ -138,6 +138,7 @@ void ConnectionPool::OnRecvDone(const core::Operation& op, const io_uring_cqe& c
   c.OnRecvCompleted();
   uint16_t bid = 0;
   const bool has_buffer = core::BufferRing::BufferOf(cqe, &bid);
+  const bool is_own = c.is_own_recv();
   const bool is_live = c.state() == Connection::State::kHandshaking || c.is_ready();
   if (!is_live) {
     if (has_buffer) {
@@ -146,21 +147,33 @@ void ConnectionPool::OnRecvDone(const core::Operation& op, const io_uring_cqe& c
     FinishClose(op.index);
     return;
   }
-  if (cqe.res == -ENOBUFS) {
+  if (cqe.res == -ENOBUFS && !is_own) {
     c.ArmRecv(reactor_, *buffers_);  // every shared buffer is in use this instant; bytes wait
     return;
   }
-  if (cqe.res <= 0 || !has_buffer) {
+  // On a kTLS socket a record the kernel cannot decrypt (EBADMSG), or an unexpected one, fails
+  // the read: the connection is replaced and its queries re-sent, never read again.
+  if (cqe.res <= 0 || (!is_own && !has_buffer)) {
     FailConnection(op.index,
                    cqe.res == 0 ? "connection closed by the server" : strerror(-cqe.res),
                    cqe.res == 0 ? Cause::kServerClosed : Cause::kServer);
     return;
   }
-  c.SetInput(buffers_->buffer(bid), static_cast<size_t>(cqe.res), reactor_.now_ms());
+  if (is_own) {
+    const char* why = nullptr;
+    if (!c.TakeOwnInput(static_cast<size_t>(cqe.res), reactor_.now_ms(), &why)) {
+      FailConnection(op.index, why, Cause::kServer);
+      return;
+    }
+  } else {
+    c.SetInput(buffers_->buffer(bid), static_cast<size_t>(cqe.res), reactor_.now_ms());
+  }
   DriveTls(c);
   // TLS reads until its BIO is empty, so the buffer is fully consumed (or the connection failed).
   c.ForgetInput();
-  buffers_->Recycle(bid);
+  if (!is_own) {
+    buffers_->Recycle(bid);
+  }
   if (c.state() == Connection::State::kHandshaking || c.is_ready()) {
     c.ArmRecv(reactor_, *buffers_);
   }
@@ -222,8 +235,7 @@ void ConnectionPool::OnReady(Connection& c) {
   ++(is_resumed ? counters_.handshakes_resumed : counters_.handshakes_full);
   ++(is_resumed ? counters_.server(c.server()).handshakes_resumed
                : counters_.server(c.server()).handshakes_full);
-  LOG(kDebug, "upstream %s: connection %u ready (%s handshake)", server.config->addr_text,
-      c.index(), is_resumed ? "resumed" : "full");
+  CountTlsPath(c);
   const int64_t stale = Millis(server.config->stale_timeout);
   if (stale > 0) {
     reactor_.timers().Schedule(&c.timer(), now_ms + stale);

@@ -1,5 +1,7 @@
 #include "upstream/connection_pool.h"
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/log.h"
@@ -79,7 +81,8 @@ absl::Status ConnectionPool::InitServer(uint32_t s) {
   server.health = ServerHealth(health);
   server.probe_timer.owner = &server;
   server.probe_timer.kind = probe_timer_kind_;
-  auto tls = tls::ClientContext::Create({sc.server_name, sc.ca_file});
+  const bool ktls = sc.ktls == config::Ktls::kAuto || sc.ktls == config::Ktls::kOn;
+  auto tls = tls::ClientContext::Create({sc.server_name, sc.ca_file, ktls});
   if (!tls.ok()) {
     return absl::Status(tls.status().code(),
                         absl::StrCat("upstream ", sc.addr_text, ": ", tls.status().message()));
@@ -495,6 +498,27 @@ void ConnectionPool::OnProbeTimer(core::Timer* timer) {
     }
   }
   ArmProbeTimer(server);
+}
+
+void ConnectionPool::CountTlsPath(const Connection& c) {
+  ServerCounters& counters = counters_.server(c.server());
+  const tls::TlsStream& tls = c.tls();
+  if (tls.ktls_tx()) {
+    ++counters.ktls_tx;
+  }
+  if (tls.ktls_rx()) {
+    ++counters.ktls_rx;
+  }
+  if (!tls.ktls_tx() && !tls.ktls_rx()) {
+    ++counters.tls_user_space;
+  }
+  const char* path = tls.ktls_tx() ? (tls.ktls_rx() ? "kTLS tx+rx" : "kTLS tx, rx in user space")
+                     : tls.ktls_rx() ? "kTLS rx, tx in user space"
+                                     : "user space";
+  LOG(kDebug, "upstream %s: connection %u ready (%s handshake, %s, %s%s%s)",
+      servers_[c.server()].config->addr_text, c.index(), tls.session_reused() ? "resumed" : "full",
+      tls.version(), path, c.ktls_error() != 0 ? ": kTLS set-up failed: " : "",
+      c.ktls_error() != 0 ? strerror(c.ktls_error()) : "");
 }
 
 }  // namespace dotproxy::upstream

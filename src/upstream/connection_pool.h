@@ -179,6 +179,8 @@ class ConnectionPool {
   void Connect(uint32_t conn);
   void DriveTls(Connection& c);
   void OnReady(Connection& c);
+  // Counts, and logs at debug, where a ready connection's records are encrypted and decrypted.
+  void CountTlsPath(const Connection& c);
   bool OnMessage(Connection& c, const uint8_t* msg, size_t len);
   // Who ended a connection, for the queries it carried (see QueryOwner::OnAttemptLost).
   enum class Cause : uint8_t {

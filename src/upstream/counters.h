@@ -25,6 +25,9 @@ struct ABSL_CACHELINE_ALIGNED ServerCounters {
   Counter connect_errors;  // connect or handshake failed (seed event.upstream.cx_error)
   Counter handshakes_full;
   Counter handshakes_resumed;  // TLS session resumed
+  Counter ktls_tx;             // ready connections whose records the kernel encrypts (kTLS)
+  Counter ktls_rx;             // ready connections whose records the kernel decrypts (kTLS)
+  Counter tls_user_space;      // ready connections with both directions in OpenSSL
   Counter closed;              // connections lost or closed (stale closes included)
   Counter stale_closed;        // closed by us after stale_timeout
   Counter write_errors;        // a send to the server failed

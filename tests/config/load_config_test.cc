@@ -246,6 +246,24 @@ TEST_F(LoadConfigTest, MinimalConfigUsesDefaults) {
   EXPECT_EQ(config.server.workers, 0u);
 }
 
+TEST_F(LoadConfigTest, KtlsUpstreamDefaultAndServerOverride) {
+  ASSERT_OK_AND_ASSIGN(const Config defaults, Load(kMinimal));
+  EXPECT_EQ(defaults.upstream.ktls, Ktls::kOff);
+  EXPECT_EQ(defaults.upstream.servers[0].ktls, Ktls::kOff);  // resolved from upstream.ktls
+  ASSERT_OK_AND_ASSIGN(
+      const Config config,
+      Load(absl::StrCat(kMinimal, "      ktls: \"off\"\n    - addr: 127.0.0.1:8854\n",
+                        "      server_name: dot.test\n  ktls: auto\n")));
+  EXPECT_EQ(config.upstream.ktls, Ktls::kAuto);
+  EXPECT_EQ(config.upstream.servers[0].ktls, Ktls::kOff);
+  EXPECT_EQ(config.upstream.servers[1].ktls, Ktls::kAuto);
+  EXPECT_NE(ServerIdentity(config.upstream.servers[0]), ServerIdentity(config.upstream.servers[1]));
+}
+
+TEST_F(LoadConfigTest, KtlsBadValue) {
+  ExpectErrorPrefix(absl::StrCat(kMinimal, "  ktls: sometimes\n"), 8, 9, "upstream.ktls: ");
+}
+
 TEST_F(LoadConfigTest, EdnsPaddingAndSpkiPins) {
   const std::string pin(32, 'p');
   const std::string pin_text = "cHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHA=";  // base64 of pin
@@ -538,7 +556,7 @@ upstream:
               "upstream.servers[0].pool_size: unknown key (allowed: addr, server_name, "
               "connection_pool_size, connect_timeout, handshake_timeout, read_timeout, "
               "write_timeout, stale_timeout, ca_file, max_inflight, weight, edns_padding, "
-              "spki_pins)");
+              "spki_pins, ktls)");
 }
 
 TEST_F(LoadConfigTest, WrongType) {

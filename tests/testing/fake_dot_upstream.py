@@ -252,6 +252,7 @@ _KNOBS = {
     "max_connections": 0,      # > 0: like unbound's incoming-num-tcp, at most this many established
                                # connections; one more is closed (close_notify + FIN) right after
                                # its handshake, before any query is read (counted in "capped")
+    "tls_version": None,       # None (1.2 or 1.3, as negotiated) | "1.2" | "1.3": pin the version (set_cert)
     # One-shot faults, each consumed by the next query received (instead of its answer):
     "inject_once": None,       # None | "garbage" (unframed bytes) | "query_frame" (the query echoed,
                                # QR=0) | "unknown_id" (the answer with an ID never sent)
@@ -337,7 +338,8 @@ class _Conn(asyncio.Protocol):
                 break
             except ssl.SSLZeroReturnError:  # the peer's close_notify (some Python versions)
                 chunk = b""
-            except (ssl.SSLError, OSError):
+            except (ssl.SSLError, OSError) as e:
+                self.srv.last_read_error = str(e)
                 self._close("rst")
                 return
             if not chunk:  # the peer's close_notify: SSL_ERROR_ZERO_RETURN reads as b""
@@ -556,6 +558,9 @@ class FakeDotUpstream:
         """Certificate for connections accepted from now on (e.g. wrong.pem)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.tls_version:
+            pinned = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[self.tls_version]
+            ctx.minimum_version = ctx.maximum_version = pinned
         ctx.load_cert_chain(cert, key)
         self.cert, self.key, self._ctx = cert, key, ctx
 
@@ -566,6 +571,7 @@ class FakeDotUpstream:
         self.queries_per_connection = {}
         self.qnames = collections.deque(maxlen=100000)
         self.last_handshake_error = ""
+        self.last_read_error = ""
 
     def snapshot(self) -> dict:
         d = {c: getattr(self, c) for c in _COUNTERS}

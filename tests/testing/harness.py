@@ -88,6 +88,9 @@ class ProxyTestCase(unittest.TestCase):
 
     def start_upstream(self, host: str = "127.0.0.1", cert: str | None = None, key: str | None = None,
                        **knobs) -> FakeDotUpstream:
+        # tests/vm --subset ktls pins the fake upstreams to TLS 1.2, where both directions offload.
+        if os.environ.get("DOTPROXY_TEST_UPSTREAM_TLS"):
+            knobs.setdefault("tls_version", os.environ["DOTPROXY_TEST_UPSTREAM_TLS"])
         up = FakeDotUpstream(cert or self.certs.server_cert, key or self.certs.server_key, host=host,
                              **knobs).start()
         self.addCleanup(up.stop)
@@ -132,6 +135,9 @@ class ProxyTestCase(unittest.TestCase):
             cfg["listener"]["tcp"] = deep_update({
                 "addr": addr, "read_timeout": "10s", "write_timeout": "10s", "max_connections": 1024,
                 "max_inflight_per_connection": 128}, tcp_listener or {})
+        # The whole suite can run with kernel TLS on or off (tests/vm: --subset ktls).
+        if os.environ.get("DOTPROXY_TEST_KTLS"):
+            cfg["upstream"]["ktls"] = os.environ["DOTPROXY_TEST_KTLS"]
         if upstream:
             deep_update(cfg["upstream"], upstream)
         if udp_listener:

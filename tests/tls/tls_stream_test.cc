@@ -98,6 +98,17 @@ class TlsStreamTest : public ::testing::Test {
     return c;
   }
 
+  // A frame the client writes reaches the server intact (through OpenSSL on both sides).
+  void ExpectWriteArrives(TlsStream& client, TlsStream& server) {
+    const uint8_t query[] = {0, 3, 'a', 'b', 'c'};
+    EXPECT_EQ(client.TryWrite(query, sizeof(query)), IoResult::kDone);
+    Deliver(client_out_, server);
+    uint8_t buf[64];
+    size_t n = 0;
+    ASSERT_EQ(server.Read(buf, sizeof(buf), &n), IoResult::kDone);
+    EXPECT_EQ(std::vector<uint8_t>(buf, buf + n), std::vector<uint8_t>(query, query + sizeof(query)));
+  }
+
   // Feeds everything in `from` to `to` (kept until the next Deliver) and empties `from`.
   void Deliver(std::vector<uint8_t>& from, TlsStream& to) {
     in_flight_.swap(from);
@@ -174,6 +185,73 @@ TEST_F(TlsStreamTest, WritesAndReadsAfterTheHandshake) {
   size_t n = 0;
   ASSERT_EQ(server->Read(buf, sizeof(buf), &n), IoResult::kDone);
   EXPECT_EQ(std::vector<uint8_t>(buf, buf + n), std::vector<uint8_t>(query, query + sizeof(query)));
+}
+
+// A socket whose kernel has no kTLS (TCP_ULP fails with ENOENT): records what OpenSSL offered.
+class RefusingKtlsSocket : public KtlsSocket {
+ public:
+  bool DrainNow(std::vector<uint8_t>& bytes) override {
+    ++drains;
+    if (!can_drain) {
+      return false;
+    }
+    drained += bytes.size();
+    bytes.clear();  // pretend they went out; the test delivers nothing sent this way
+    return true;
+  }
+  bool InstallKey(bool tx, const void* /*crypto_info*/) override {
+    ++(tx ? tx_offers : rx_offers);
+    return false;
+  }
+  bool SendRecord(uint8_t /*type*/, const uint8_t* /*data*/, size_t /*len*/) override {
+    ADD_FAILURE() << "no record may bypass OpenSSL while nothing is offloaded";
+    return false;
+  }
+  bool can_drain = true;
+  int drains = 0;
+  size_t drained = 0;
+  int tx_offers = 0;
+  int rx_offers = 0;
+};
+
+TEST_F(TlsStreamTest, Tls13OffersTheSendKeyAndARefusalKeepsUserSpace) {
+  auto context = ClientContext::Create({"dot.test", CertDir() + "/ca.pem", /*ktls=*/true});
+  ASSERT_TRUE(context.ok()) << context.status();
+  RefusingKtlsSocket socket;
+  socket.can_drain = false;  // as with a send in flight: nothing may be drained behind it
+  auto client = TlsStream::Create(**context, &client_out_);
+  auto server = TlsStream::CreateServer(*server_ctx_, &server_out_);
+  client->EnableKtls(&socket);
+  ASSERT_EQ(Connect(*client, *server), IoResult::kDone);
+  EXPECT_GE(socket.drains, 1);      // OpenSSL 3.0 offered TX after the client's Finished
+  EXPECT_EQ(socket.tx_offers, 0);   // declined before the key was installed
+  EXPECT_EQ(socket.rx_offers, 0);   // OpenSSL 3.0 never offers TLS 1.3 RX
+  EXPECT_FALSE(client->ktls_tx());
+  EXPECT_FALSE(client->ktls_rx());
+  ExpectWriteArrives(*client, *server);
+}
+
+TEST_F(TlsStreamTest, Tls12DeclinesWhatCannotSwitchAndKeepsUserSpace) {
+  auto server_ctx = ServerContext::Create(
+      {CertDir() + "/server.pem", CertDir() + "/server.key", TLS1_2_VERSION});
+  ASSERT_TRUE(server_ctx.ok()) << server_ctx.status();
+  auto context = ClientContext::Create({"dot.test", CertDir() + "/ca.pem", /*ktls=*/true});
+  ASSERT_TRUE(context.ok()) << context.status();
+  RefusingKtlsSocket socket;
+  auto client = TlsStream::Create(**context, &client_out_);
+  auto server = TlsStream::CreateServer(**server_ctx, &server_out_);
+  client->EnableKtls(&socket);
+  socket.can_drain = false;  // the TX switch is declined before any key is installed
+  ASSERT_EQ(Connect(*client, *server), IoResult::kDone);
+  EXPECT_EQ(std::string(client->version()), "TLSv1.2");
+  EXPECT_GE(socket.drains, 1);     // TX was offered at the client's ChangeCipherSpec
+  EXPECT_EQ(socket.tx_offers, 0);
+  // RX is offered at the server's ChangeCipherSpec, but its Finished came in the same input and
+  // is still unread (the kernel could not decrypt it): declined without touching the socket.
+  EXPECT_EQ(socket.rx_offers, 0);
+  EXPECT_FALSE(client->ktls_tx());
+  EXPECT_FALSE(client->ktls_rx());
+  ExpectWriteArrives(*client, *server);
 }
 
 }  // namespace

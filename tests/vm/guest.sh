@@ -5,6 +5,8 @@
 #   VM_TIME_SCALE          DOTPROXY_TEST_TIME_SCALE for the integration tests
 #   VM_TIMEOUT_MULT        meson test --timeout-multiplier
 #   VM_TESTS               meson test selection (test names; empty: every test)
+#   VM_KTLS                upstream.ktls for every integration test (DOTPROXY_TEST_KTLS); empty: theirs
+#   VM_UPSTREAM_TLS        1.2 or 1.3: pin the fake upstreams (DOTPROXY_TEST_UPSTREAM_TLS); empty: 1.3
 #   VM_COMMAND             instead of meson test: this bash command, run in the source tree with
 #                          DOTPROXY_BIN set (run.sh --command), its exit code in command-exit-code
 # Writes into /vm-results: guest-info, meson-logs/ (meson's testlog.json and testlog.txt),
@@ -33,6 +35,14 @@ rm -rf "$VM_BUILD/meson-logs"
 ln -s /vm-results/meson-logs "$VM_BUILD/meson-logs"
 
 export DOTPROXY_TEST_TIME_SCALE=$VM_TIME_SCALE
+if [[ -n ${VM_KTLS:-} ]]; then
+  export DOTPROXY_TEST_KTLS=$VM_KTLS  # upstream.ktls of every integration test's proxy
+  echo "guest: upstream.ktls: $VM_KTLS"
+fi
+if [[ -n ${VM_UPSTREAM_TLS:-} ]]; then
+  export DOTPROXY_TEST_UPSTREAM_TLS=$VM_UPSTREAM_TLS  # the fake upstreams' TLS version
+  echo "guest: fake upstreams speak TLS $VM_UPSTREAM_TLS"
+fi
 export PYTHONDONTWRITEBYTECODE=1
 export TMPDIR=/tmp
 

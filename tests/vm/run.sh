@@ -2,12 +2,14 @@
 # tests/vm/run.sh: run dotproxy's unit and integration tests inside a QEMU VM on Debian 12's own
 # kernel (6.1, linux-image-cloud-amd64), against the binaries of an existing build tree.
 #
-#   tests/vm/run.sh [--subset ci|unit|integration|all | --all | --tests "NAME..."]
+#   tests/vm/run.sh [--subset ci|ktls|unit|integration|all | --all | --tests "NAME..."]
 #                   [--build-dir DIR] [--cache-dir DIR]
 #
 #   --subset NAME   ci (default): the unit tests and the integration files that fit CI's budget
 #                   under TCG; unit: unit tests only; integration: integration tests only;
-#                   all: every test meson knows (same as --all)
+#                   all: every test meson knows (same as --all); ktls: integration_ktls and the
+#                   ci integration files with upstream.ktls: on against TLS 1.2 fake upstreams
+#                   (VM_KTLS=on VM_UPSTREAM_TLS=1.2)
 #   --tests "..."   exactly these meson test names (e.g. "base integration_tcp")
 #   --command CMD   no meson test: run the bash command CMD in the guest, in the source tree, with
 #                   DOTPROXY_BIN and DOTPROXY_TEST_TIME_SCALE set; exit with its exit code. E.g.
@@ -23,7 +25,9 @@
 #      VM_SMP (2), VM_MEM (MiB, 2048), VM_TIMEOUT (seconds for the whole VM run; default 1500
 #      for --subset ci, 5400 otherwise), VM_TIME_SCALE (DOTPROXY_TEST_TIME_SCALE in the guest;
 #      default 10 under TCG, 2 under KVM), VM_TIMEOUT_MULT (meson --timeout-multiplier; default
-#      the same as VM_TIME_SCALE), KERNEL_FLAVOUR (cloud, default, or generic)
+#      the same as VM_TIME_SCALE), KERNEL_FLAVOUR (cloud, default, or generic), VM_KTLS (off,
+#      auto or on: upstream.ktls of every integration test's proxy, DOTPROXY_TEST_KTLS inside),
+#      VM_UPSTREAM_TLS (1.2 or 1.3: the fake upstreams' TLS version, DOTPROXY_TEST_UPSTREAM_TLS)
 #
 # How: the host's /usr and /etc are shared read-only over virtiofs (virtiofsd from QEMU 7.2), so
 # the guest has the same python3, dnspython, openssl and meson as the host; the source and build
@@ -47,7 +51,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
-subset=ci tests="" command="" build_dir=build-test
+subset=ci tests="" command="" build_dir=build-test vm_ktls=${VM_KTLS:-}
+vm_upstream_tls=${VM_UPSTREAM_TLS:-}
 cache_dir=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/dotproxy-vm
 while (($#)); do
   case $1 in
@@ -88,11 +93,13 @@ ci_integration="integration_basic integration_tcp integration_truncation integra
 integration_lifecycle integration_listener integration_handoff"
 case $subset in
   ci) tests="$unit_tests $ci_integration" ;;
+  ktls) tests="integration_ktls $ci_integration"; vm_ktls=${VM_KTLS:-on}
+        vm_upstream_tls=${VM_UPSTREAM_TLS:-1.2} ;;
   unit) tests=$unit_tests ;;
   integration) tests="--suite integration" ;;
   all) tests="" ;;
   custom) ;;
-  *) echo "run.sh: unknown subset: $subset (ci, unit, integration, all)" >&2; exit 2 ;;
+  *) echo "run.sh: unknown subset: $subset (ci, ktls, unit, integration, all)" >&2; exit 2 ;;
 esac
 read -r -a words <<<"$(tr '\n' ' ' <<<"$tests")"
 tests="${words[*]}"  # one line, single spaces
@@ -250,7 +257,7 @@ case $accel in
 esac
 time_scale=${VM_TIME_SCALE:-$scale_default}
 timeout_mult=${VM_TIMEOUT_MULT:-$time_scale}
-if [[ $subset == ci ]]; then vm_timeout=${VM_TIMEOUT:-1500}; else vm_timeout=${VM_TIMEOUT:-5400}; fi
+if [[ $subset == ci || $subset == ktls ]]; then vm_timeout=${VM_TIMEOUT:-1500}; else vm_timeout=${VM_TIMEOUT:-5400}; fi
 mem=${VM_MEM:-2048} smp=${VM_SMP:-2}
 
 # --- 6. Results share and virtiofs daemons. -----------------------------------------------------
@@ -266,6 +273,8 @@ cp "$here/guest.sh" "$res/guest.sh"
   printf 'VM_TIMEOUT_MULT=%q\n' "$timeout_mult"
   printf 'VM_TESTS=%q\n' "$tests"
   printf 'VM_COMMAND=%q\n' "$command"
+  printf 'VM_KTLS=%q\n' "$vm_ktls"
+  printf 'VM_UPSTREAM_TLS=%q\n' "$vm_upstream_tls"
 } >"$res/run.env"
 
 sock_dir=$(mktemp -d /tmp/dotproxy-vm.XXXXXX)

@@ -1,0 +1,194 @@
+"""Kernel TLS offload on upstream connections (upstream.ktls: auto | on | off, per server too).
+
+On a kernel without the `tls` ULP (this development machine): `on` refuses to start with one line
+naming kTLS, `auto` falls back to user space per connection, `off` never tries. On a kernel with it
+(Debian 12's 6.1 in tests/vm, tls.ko loaded): `on` against TLS 1.2 and TLS 1.3 upstreams, with
+close_notify from the server, session tickets after the handshake, resumed sessions, and a server
+closing in the middle of answers; the metric says which connections really were offloaded."""
+
+import os
+import sys
+import time
+import unittest
+import urllib.request
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+import harness  # noqa: E402
+from dnsclient import ProxyError, answer_problem, free_port, scaled, udp_many, wait_until  # noqa: E402
+
+
+def kernel_has_ktls() -> bool:
+    try:
+        with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+            return "tls" in f.read().split()
+    except OSError:
+        return False
+
+
+def tls_paths(port: int) -> dict:
+    """dotproxy_upstream_tls_connections_total by path, summed over servers."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {"ktls_tx": 0, "ktls_rx": 0, "user_space": 0}
+    for line in text.splitlines():
+        if line.startswith("dotproxy_upstream_tls_connections_total{"):
+            for path in out:
+                if f'path="{path}"' in line:
+                    out[path] += int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+class KtlsTest(harness.ProxyTestCase):
+    def ktls_config(self, mode, *, server=None, upstream=None):
+        self.prom = free_port()
+        cfg = self.make_config(server=server, upstream=dict({"ktls": mode}, **(upstream or {})))
+        cfg["metrics"] = {"flush_interval": "100ms", "prometheus": {"addr": f"127.0.0.1:{self.prom}"}}
+        return cfg
+
+    def answer_all(self, p, prefix, count=200, servfail_ok=False):
+        items = [(f"{prefix}{i}.ktls.test.", "A") for i in range(count)]
+        answers = udp_many(items, "127.0.0.1", p.udp_addr[1], timeout=scaled(10))
+        # The right answer, not just any: a SERVFAIL would hide connections that fail after the
+        # handshake (the proxy retries, then gives up). Where the server closes connections on
+        # purpose, a query caught twice is answered SERVFAIL by design (quarantine), never wrong.
+        bad = [answer_problem(r, n, t, q.id) for (n, t), (q, r, _) in zip(items, answers)]
+        bad = [b for b in bad if b and not (servfail_ok and b.endswith("rcode SERVFAIL, expected NOERROR"))]
+        self.assertEqual(bad[:5], [], f"{len(bad)} of {count} queries not answered right; "
+                                      f"{self.upstream_snapshot()}")
+
+    def wait_paths(self, pred, what):
+        seen = {}
+
+        def ok():
+            seen.update(tls_paths(self.prom))
+            return pred(seen)
+        self.assertTrue(wait_until(ok, scaled(5), 0.1), f"{what}: tls paths {seen}")
+        return seen
+
+
+@unittest.skipIf(kernel_has_ktls(), "this kernel has kTLS: KtlsAvailableTest runs instead")
+class KtlsUnavailableTest(KtlsTest):
+    def test_on_fails_at_start_with_one_line(self):
+        cfg = self.make_config(upstream={"ktls": "on"})
+        p = self.proxy(cfg, ready="listen")
+        with self.assertRaises(ProxyError):
+            p.start()
+        p.stop(check=False)
+        lines = [l for l in p.log().splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, f"expected one line, got: {lines}")
+        self.assertIn("kernel TLS (kTLS", lines[0])
+        self.assertIn("ktls is on", lines[0])
+
+    def test_server_override_on_fails_too(self):
+        cfg = self.make_config(server={"ktls": "on"}, upstream={"ktls": "off"})
+        p = self.proxy(cfg, ready="listen")
+        with self.assertRaises(ProxyError):
+            p.start()
+        p.stop(check=False)
+        self.assertIn("kTLS", p.log())
+
+    def test_auto_falls_back_per_connection(self):
+        for version in ("1.2", "1.3"):
+            with self.subTest(tls=version):
+                up = self.start_upstream(tls_version=version)
+                cfg = self.ktls_config("auto", server={"addr": up.addr})
+                with self.proxy(cfg, verbosity="debug") as p:
+                    self.answer_all(p, f"auto{version.replace('.', '')}-")
+                    paths = self.wait_paths(lambda s: s["user_space"] >= 1, "auto on a kernel without kTLS")
+                    self.assertEqual((paths["ktls_tx"], paths["ktls_rx"]), (0, 0), paths)
+                    log = p.log()
+                self.assertIn(f"TLSv{version}, user space: kTLS set-up failed: No such file or directory", log)
+
+    def test_off_never_tries(self):
+        cfg = self.ktls_config("off")
+        with self.proxy(cfg, verbosity="debug") as p:
+            self.answer_all(p, "off-")
+            self.wait_paths(lambda s: s["user_space"] >= 1, "off")
+            log = p.log()
+        self.assertIn("user space)", log)
+        self.assertNotIn("kTLS set-up failed", log)
+
+
+@unittest.skipUnless(kernel_has_ktls(), "no tls ULP in this kernel (tests/vm/run.sh --subset ktls runs these)")
+class KtlsAvailableTest(KtlsTest):
+    def run_on(self, version, *, expect_rx, upstream_knobs=None, server=None, count=300,
+               servfail_ok=False):
+        up = self.start_upstream(tls_version=version, **(upstream_knobs or {}))
+        cfg = self.ktls_config("on", server=dict({"addr": up.addr}, **(server or {})))
+        p = self.proxy(cfg, verbosity="debug")
+        p.start()
+        self.addCleanup(p.stop, False)
+        self.answer_all(p, f"on{version.replace('.', '')}-", count, servfail_ok)
+        paths = self.wait_paths(lambda s: s["ktls_tx"] >= 1, f"TLS {version}, ktls on")
+        if expect_rx:
+            self.assertGreaterEqual(paths["ktls_rx"], 1, paths)
+        else:
+            self.assertEqual(paths["ktls_rx"], 0, paths)
+        return up, p
+
+    def test_tls12_tx_and_rx(self):
+        up, p = self.run_on("1.2", expect_rx=True)
+        # Every query on the connections it opened, none lost to a failed record.
+        self.assertGreaterEqual(up.queries_received, 300, self.upstream_snapshot(up))
+        self.assertEqual(up.last_read_error, "", self.upstream_snapshot(up))
+        self.assertLessEqual(up.connections_accepted, 2, self.upstream_snapshot(up))
+
+    def test_tls13_tx_keeps_its_connections(self):
+        up, p = self.run_on("1.3", expect_rx=False)
+        self.assertEqual(up.last_read_error, "", self.upstream_snapshot(up))
+        self.assertLessEqual(up.connections_accepted, 2, self.upstream_snapshot(up))
+
+    def test_tls13_tx_with_tickets_after_the_handshake(self):
+        # Python's TLS 1.3 server sends two NewSessionTickets after the handshake: control records
+        # on the user-space RX side, while TX is in the kernel.
+        self.run_on("1.3", expect_rx=False)
+
+    def test_close_notify_from_the_server_and_resumption(self):
+        for version in ("1.2", "1.3"):
+            with self.subTest(tls=version):
+                up, p = self.run_on(version, expect_rx=version == "1.2",
+                                    upstream_knobs={"idle_close_s": scaled(0.3), "close_mode": "fin"})
+                # The server closes idle connections with close_notify; the next queries reconnect,
+                # resuming the session (ticket), and are offloaded again.
+                self.assertTrue(wait_until(lambda: up.idle_closed >= 1, scaled(5), 0.05),
+                                self.upstream_snapshot(up))
+                time.sleep(scaled(0.5))
+                self.answer_all(p, f"again{version.replace('.', '')}-", 100)
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.prom}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                resumed = sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                              if l.startswith("dotproxy_upstream_handshakes_total{") and 'type="resumed"' in l)
+                self.assertGreaterEqual(resumed, 1, "no resumed handshake after the server's close")
+                paths = tls_paths(self.prom)
+                self.assertGreaterEqual(paths["ktls_tx"], 2, paths)
+                p.stop()
+
+    def test_server_closing_mid_answer(self):
+        for version in ("1.2", "1.3"):
+            with self.subTest(tls=version):
+                # Every 50th query on a connection closes it without an answer: the proxy re-sends
+                # those queries on a new (offloaded) connection.
+                up, p = self.run_on(version, expect_rx=version == "1.2", servfail_ok=True,
+                                    upstream_knobs={"close_after_queries": 50, "close_mode": "fin"})
+                self.assertGreaterEqual(up.responses_sent, 200, self.upstream_snapshot(up))
+                self.assertGreaterEqual(up.closed_by_us, 1, self.upstream_snapshot(up))
+                p.stop()
+
+    def test_auto_offloads_too(self):
+        up = self.start_upstream(tls_version="1.2")
+        cfg = self.ktls_config("auto", server={"addr": up.addr})
+        with self.proxy(cfg) as p:
+            self.answer_all(p, "auto-")
+            self.wait_paths(lambda s: s["ktls_tx"] >= 1 and s["ktls_rx"] >= 1, "auto with kTLS")
+
+    def test_off_stays_in_user_space(self):
+        cfg = self.ktls_config("off")
+        with self.proxy(cfg) as p:
+            self.answer_all(p, "off-")
+            paths = self.wait_paths(lambda s: s["user_space"] >= 1, "off")
+            self.assertEqual((paths["ktls_tx"], paths["ktls_rx"]), (0, 0), paths)
+
+
+if __name__ == "__main__":
+    unittest.main()
