@@ -113,7 +113,13 @@ class ReloadTest(harness.ProxyTestCase):
         p = self.proxy(self.make_config(workers=2)).start()
         try:
             self.assertEqual(self._trickle(p, "warm", 10, 0.01), [])
+            # The pool's 2 connections (one per shard) may still be handshaking (slow under
+            # TSan): the baseline is taken once both are up.
+            deadline = time.monotonic() + scaled(5)
+            while self.up.snapshot()["handshakes_completed"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
             before = self.up.snapshot()
+            self.assertEqual(before["handshakes_completed"], 2, "the pool of 2 never came up")
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as bg:
                 trickle = bg.submit(self._trickle, p, "during", 150, 0.005)
                 time.sleep(scaled(0.2))
