@@ -131,17 +131,22 @@ class CappedUpstreamTest(harness.ProxyTestCase):
         """Workers 4, pool 4 in total, cap 2: two shards keep a connection, the others hand their
         queries over; every query is answered and the reconnects stay bounded."""
         self.up.max_connections = 2
-        prom = free_port()
-        with self.proxy(self.capped_config(workers=4, pool=4, prom_port=prom)) as p:
-            self.assertEqual(self.load(p, "e", rounds=10), [])
-            accepted_mid = self.up.connections_accepted
-            self.assertEqual(self.load(p, "f", rounds=10), [])
-            accepted_end = self.up.connections_accepted
-            text = scrape(prom)
-        snap = self.upstream_snapshot()
-        self.assertLessEqual(accepted_end - accepted_mid, 4, f"reconnects grow with time: {snap}")
+        text = self.two_halves_of_load(rounds=10, max_new_in_second_half=4)
         self.assertEqual(metric(text, "dotproxy_upstream_down_transitions_total"), 0, text)
 
+    def two_halves_of_load(self, rounds: int, max_new_in_second_half: int) -> str:
+        """Workers 4, pool 4: two halves of `rounds` bursts each, every query answered, and at most
+        `max_new_in_second_half` connections accepted in the second; returns the metrics text."""
+        prom = free_port()
+        with self.proxy(self.capped_config(workers=4, pool=4, prom_port=prom)) as p:
+            self.assertEqual(self.load(p, "e", rounds=rounds), [])
+            accepted_mid = self.up.connections_accepted
+            self.assertEqual(self.load(p, "f", rounds=rounds), [])
+            accepted_end = self.up.connections_accepted
+            text = scrape(prom)
+        self.assertLessEqual(accepted_end - accepted_mid, max_new_in_second_half,
+                             f"reconnects grow with time: {self.upstream_snapshot()}")
+        return text
 
     @unittest.skipUnless(HAS_HANDOFF, "needs the hand-off between shards (issue 15, branch handoff): "
                                       "a shard whose only connection stalls hands its queries over")
@@ -153,16 +158,9 @@ class CappedUpstreamTest(harness.ProxyTestCase):
         never down, the stalled shards hand their queries over and the reconnects stay bounded."""
         self.up.max_connections = 2
         self.up.cap_mode = "stall"
-        prom = free_port()
-        with self.proxy(self.capped_config(workers=4, pool=4, prom_port=prom)) as p:
-            self.assertEqual(self.load(p, "s", rounds=8), [])
-            accepted_mid = self.up.connections_accepted
-            self.assertEqual(self.load(p, "t", rounds=8), [])
-            accepted_end = self.up.connections_accepted
-            text = scrape(prom)
-        snap = self.upstream_snapshot()
-        self.assertGreater(self.up.snapshot()["capped"], 0, f"no connection stalled: {snap}")
-        self.assertLessEqual(accepted_end - accepted_mid, 2, f"reconnects grow with time: {snap}")
+        text = self.two_halves_of_load(rounds=8, max_new_in_second_half=2)
+        self.assertGreater(self.up.snapshot()["capped"], 0,
+                           f"no connection stalled: {self.upstream_snapshot()}")
         self.assertEqual(metric(text, "dotproxy_upstream_down_transitions_total"), 0, text)
         self.assertGreater(metric(text, "dotproxy_upstream_capped_closes_total"), 0,
                            f"the stalls were not taken for a cap:\n{text}")
