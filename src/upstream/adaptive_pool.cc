@@ -50,6 +50,11 @@ ConnectionPool::Cause ConnectionPool::SetUpTimeoutCause(const Connection& c) con
       return Cause::kStalled;
     }
   }
+  // A shard with one connection has no second one of its own to tell it the server works; a
+  // ready connection of another shard (the hub's directory) does as well.
+  if (hub_ != nullptr && hub_->Summarize(c.server(), shard_id_).any_ready) {
+    return Cause::kStalled;
+  }
   return Cause::kOurs;
 }
 

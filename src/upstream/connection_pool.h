@@ -195,9 +195,10 @@ class ConnectionPool {
   // a clean close (close_notify or EOF) of a fresh connection that never answered or of an idle
   // one after a very short idle time, or a stalled set-up (kStalled), while the server is up.
   bool IsCapClose(const Connection& c, Cause cause, int64_t now_ms) const;
-  // A connect or handshake of `c` timed out: kStalled when another connection of this shard to
-  // the server is ready (the server works but does not take this one: its accept queue is full,
-  // as unbound's is beyond incoming-num-tcp), else kOurs (a set-up failure).
+  // A connect or handshake of `c` timed out: kStalled when another connection to the server is
+  // ready, this shard's or (the hub's directory) another shard's (the server works but does not
+  // take this one: its accept queue is full, as unbound's is beyond incoming-num-tcp), else kOurs
+  // (a set-up failure).
   Cause SetUpTimeoutCause(const Connection& c) const;
   // Counts a cap close of `c`. When `c` itself replaced a capped connection (or was a regrow
   // trial, or stalled while others work), the server caps for real (a restart closes everything

@@ -46,11 +46,12 @@ void ConnectionPool::FinishViews() {
       has_remote = true;
       const HandoffHub::Summary other = hub_->Summarize(s, shard_id_);
       is_usable = other.any_ready;
+      // A ready connection anywhere overrides a verdict of ours (our probe may still be setting
+      // up): the query is handed to that shard rather than failed here.
+      is_down = is_down && !other.any_ready;
       if (!has_live_[s]) {
-        // No connection of our own: the shards that have one say whether the server is down;
-        // a ready connection anywhere overrides an old verdict of ours.
-        is_down = is_down ? !other.any_ready
-                          : other.any_down && !other.any_ready && !other.any_live;
+        // No connection of our own: the shards that have one say whether the server is down.
+        is_down = is_down || (other.any_down && !other.any_ready && !other.any_live);
         // A query waits at another shard's connection being set up, or we connect ourselves.
         is_pending = !is_down;
       }

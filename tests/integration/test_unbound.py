@@ -130,5 +130,26 @@ class UnboundInteropTest(harness.ProxyTestCase):
         self.check(capped, raised, max_made=2 * WORKERS + 10)
 
 
+    @unittest.skipUnless(HAS_HANDOFF, "needs the hand-off between shards (issue 15, branch handoff): "
+                                      "12 shards, unbound takes 10 connections")
+    def test_one_or_two_connections_per_shard_above_cap(self):
+        """12 workers, connection_pool_size 16 (one or two connections a shard), unbound's default
+        cap 10: the connections unbound leaves in its accept queue stall with no other connection
+        in their shard, which counts as a cap from the other shards' ready ones. No SERVFAIL, every
+        query answered, the server never down, at most 16 + 12 connections made, and the stalled
+        shards' targets lowered (their queries handed over)."""
+        capped = self.run_against(10, seconds=2, pool=16)
+        summary = f"{capped}"
+        print(summary, file=sys.stderr)
+        self.assertEqual(capped["problems"], [], summary)
+        self.assertEqual(capped["down"], 0, f"server marked down: {summary}")
+        self.assertLessEqual(capped["handshakes"] + capped["connect_errors"], 16 + WORKERS,
+                             f"reconnect storm: {summary}")
+        self.assertLessEqual(capped["target"], 15, f"the target did not come down: {summary}")
+        if "qps" in capped:
+            self.assertEqual(capped["lost"], 0, summary)
+            self.assertEqual(set(capped["rcodes"]), {"NOERROR"}, summary)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -253,6 +253,10 @@ _KNOBS = {
                                # connections; one more is closed (close_notify + FIN) right after
                                # its handshake, before any query is read (counted in "capped")
     "tls_version": None,       # None (1.2 or 1.3, as negotiated) | "1.2" | "1.3": pin the version (set_cert)
+    "cap_mode": "close",       # how max_connections caps: "close" (as above) or "stall": a new
+                               # connection while max_connections are up (ready or in handshake)
+                               # gets no TLS at all, as unbound leaves the ones beyond its cap in
+                               # its accept queue (counted in "capped")
     # One-shot faults, each consumed by the next query received (instead of its answer):
     "inject_once": None,       # None | "garbage" (unframed bytes) | "query_frame" (the query echoed,
                                # QR=0) | "unknown_id" (the answer with an ID never sent)
@@ -300,6 +304,12 @@ class _Conn(asyncio.Protocol):
             self.state = "black_hole"
             srv.black_holed += 1
             return
+        if srv.max_connections and srv.cap_mode == "stall":
+            up = sum(1 for c in srv._conns if c.state in ("handshake", "ready"))
+            if up >= srv.max_connections:
+                self.state = "black_hole"
+                srv.capped += 1
+                return
         self.inbio = ssl.MemoryBIO()
         self.outbio = ssl.MemoryBIO()
         self.sslobj = srv._ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
