@@ -140,8 +140,6 @@ class CappedUpstreamTest(harness.ProxyTestCase):
                              f"reconnects grow with time: {self.upstream_snapshot()}")
         return text
 
-    @unittest.skipUnless(HAS_HANDOFF, "needs the hand-off between shards (issue 15, branch handoff): "
-                                      "a shard whose only connection stalls hands its queries over")
     def test_stalled_single_connections_across_shards(self):
         """Workers 4, pool 4 (one connection a shard), cap 2 in unbound's way: the connections
         beyond it get no handshake at all (the fake's cap_mode "stall"). No shard has a second

@@ -130,8 +130,6 @@ class UnboundInteropTest(harness.ProxyTestCase):
         self.check(capped, raised, max_made=2 * WORKERS + 10)
 
 
-    @unittest.skipUnless(HAS_HANDOFF, "needs the hand-off between shards (issue 15, branch handoff): "
-                                      "12 shards, unbound takes 10 connections")
     def test_one_or_two_connections_per_shard_above_cap(self):
         """12 workers, connection_pool_size 16 (one or two connections a shard), unbound's default
         cap 10: the connections unbound leaves in its accept queue stall with no other connection
