@@ -66,6 +66,9 @@ class DrainTest(harness.ProxyTestCase):
     def test_second_signal_exits_at_once(self):
         cfg = self.make_config()
         cfg["server"]["shutdown_grace"] = "10s"
+        # The query must still be in flight at the second signal, however far the sleeps below
+        # are stretched (DOTPROXY_TEST_TIME_SCALE; the proxy's own timeouts are not).
+        cfg["upstream"]["query_timeout"] = "30s"
         p = self.proxy(cfg).start()
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as bg:
