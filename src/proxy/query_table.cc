@@ -346,7 +346,7 @@ void QueryTable::OnHandoffAnswer(uint32_t index, uint32_t generation, uint32_t f
   Complete(index, msg, len);
 }
 
-void QueryTable::OnAttemptLost(uint32_t index, uint32_t conn, bool by_server) {
+void QueryTable::OnAttemptLost(uint32_t index, uint32_t conn, bool by_server, bool by_cap) {
   Slot& slot = slots_[index];
   if (by_server && slot.lost < kQuarantineLosses) {
     ++slot.lost;
@@ -354,6 +354,9 @@ void QueryTable::OnAttemptLost(uint32_t index, uint32_t conn, bool by_server) {
   for (uint8_t i = 0; i < slot.live; ++i) {
     if (slot.upstream_conn[i] == conn) {
       RemoveAttempt(slot, i);
+      if (by_cap) {
+        --slot.attempts;  // the server's connection cap, not the query: no retry is spent
+      }
       return;
     }
   }

@@ -110,7 +110,7 @@ class QueryTable final : public upstream::QueryOwner {
   // upstream::QueryOwner
   bool OnResponse(uint32_t slot, uint32_t conn, uint16_t id, const uint8_t* msg, size_t len,
                   int64_t* sent_ns) override;
-  void OnAttemptLost(uint32_t slot, uint32_t conn, bool by_server) override;
+  void OnAttemptLost(uint32_t slot, uint32_t conn, bool by_server, bool by_cap) override;
   void OnLostAttemptsDone(uint32_t slot) override;
   void OnBacklogReady(uint32_t slot) override;
 

@@ -362,7 +362,7 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   // failed) once it is out of the pool.
   // A cap close is the server's limit, not something a query did: no quarantine for it.
   const std::vector<uint32_t> orphans =
-      DetachQueries(c, cause == Cause::kServer || (cause == Cause::kServerClosed && !is_cap));
+      DetachQueries(c, cause == Cause::kServer || (cause == Cause::kServerClosed && !is_cap), is_cap);
   c.BeginClose(reactor_);
   if (c.is_graceful_close() && c.is_sending()) {
     // close_notify waits behind a send; a server that stopped reading must not keep the fd.
@@ -413,14 +413,14 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   }
 }
 
-std::vector<uint32_t> ConnectionPool::DetachQueries(Connection& c, bool by_server) {
+std::vector<uint32_t> ConnectionPool::DetachQueries(Connection& c, bool by_server, bool by_cap) {
   std::vector<std::pair<uint16_t, uint32_t>> lost;
   c.ids().ForEach([&](uint16_t id, uint32_t slot) { lost.emplace_back(id, slot); });
   std::vector<uint32_t> slots;
   slots.reserve(lost.size());
   for (const auto& [id, slot] : lost) {
     Release(c.index(), id);
-    owner_.OnAttemptLost(slot, c.index(), by_server);
+    owner_.OnAttemptLost(slot, c.index(), by_server, by_cap);
     slots.push_back(slot);
   }
   return slots;

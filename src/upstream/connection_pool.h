@@ -45,7 +45,10 @@ class QueryOwner {
   // Connection `conn`, which carried an attempt of `slot`, is gone; its ID is already released.
   // The owner forgets the attempt and must not call Release() for it. `by_server`: the server
   // closed, reset or broke the stream (not our own recycling), which the query may have caused.
-  virtual void OnAttemptLost(uint32_t slot, uint32_t conn, bool by_server) = 0;
+  // `by_cap`: the server closed a fresh connection to keep under its connection cap (adaptive
+  // pool): nothing the query did, so the attempt does not count against its retries (the
+  // query's deadline still bounds it).
+  virtual void OnAttemptLost(uint32_t slot, uint32_t conn, bool by_server, bool by_cap) = 0;
   // Called once per query after the OnAttemptLost calls of one connection failure, once the
   // connection has been replaced: re-send the query or fail it.
   virtual void OnLostAttemptsDone(uint32_t slot) = 0;
@@ -218,7 +221,7 @@ class ConnectionPool {
   // Releases every query in flight on `c` and tells the owner it lost them (`by_server`: the
   // server ended the connection); returns their slots, for OnLostAttemptsDone once the
   // connection is out of the pool.
-  std::vector<uint32_t> DetachQueries(Connection& c, bool by_server);
+  std::vector<uint32_t> DetachQueries(Connection& c, bool by_server, bool by_cap = false);
   void FinishClose(uint32_t conn);
   void ScheduleReconnect(uint32_t conn, bool immediately);
   // Brings a ready connection's timer forward to when its send in flight exceeds write_timeout.
