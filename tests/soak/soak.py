@@ -173,8 +173,17 @@ def main():
     stop = threading.Event()
     threads = []
     try:
-        time.sleep(1.0)
+        # The baseline once start-up is over (every pool connection up), however slow the
+        # machine: stretched by DOTPROXY_TEST_TIME_SCALE, and two readings that agree.
+        time.sleep(scaled(1.0))
         fds_before = fd_count(proxy.pid)
+        settle = time.monotonic() + scaled(5)
+        while time.monotonic() < settle:
+            time.sleep(0.5)
+            again = fd_count(proxy.pid)
+            if again == fds_before:
+                break
+            fds_before = again
         tally = Tally()
         target = ("127.0.0.1", port)
         for t in range(4):
