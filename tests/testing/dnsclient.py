@@ -47,6 +47,15 @@ TIME_SCALE = float(os.environ.get("DOTPROXY_TEST_TIME_SCALE", "1") or 1)
 SOURCE_ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 
+def read_log(path: str) -> str:
+    """A process's log file as text; empty when it does not exist (yet)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def scaled(seconds: float) -> float:
     return seconds * TIME_SCALE
 
@@ -499,11 +508,7 @@ class ProxyProcess:
         return self.proc.pid
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log().splitlines()[-lines:])

@@ -21,6 +21,8 @@ import subprocess
 import tempfile
 import time
 
+from dnsclient import read_log
+
 NAMES = [f"n{i}.unbound.test." for i in range(100)]
 
 
@@ -110,11 +112,7 @@ class UnboundUpstream:
         raise RuntimeError(f"unbound did not accept TLS within {timeout} s: {self.log()[-2000:]}")
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def established(self) -> int:
         """TCP connections to unbound established right now (ss), from any client."""
