@@ -39,7 +39,7 @@
 
 namespace dotproxy::upstream {
 
-class Connection : private tls::KtlsSocket {
+class Connection final : private tls::KtlsSocket {
  public:
   enum class State : uint8_t {
     kIdle,         // no socket; waiting for the reconnect or probe timer
