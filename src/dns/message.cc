@@ -123,9 +123,10 @@ bool SkipRecords(const uint8_t* msg, size_t len, size_t* offset, uint32_t count,
 // fit in `cap`.
 size_t WriteReply(uint16_t id, uint16_t flags, const uint8_t* query, const QueryInfo& info,
                   uint8_t* out, size_t cap) {
-  if (info.question_end <= kHeaderSize) {
+  if (info.question_end < kHeaderSize) {
     return 0;
   }
+  // question_end == kHeaderSize: a header-only reply (dns::ParseUnsupportedOpcode).
   const size_t question_bytes = info.question_end - kHeaderSize;
   const size_t total = kHeaderSize + question_bytes + (info.has_opt ? kOptRecordBytes : 0);
   if (cap < total) {
@@ -133,7 +134,7 @@ size_t WriteReply(uint16_t id, uint16_t flags, const uint8_t* query, const Query
   }
   SetId(out, id);
   SetFlags(out, flags);
-  base::StoreBigEndian16(out + kQdcountOffset, 1);
+  base::StoreBigEndian16(out + kQdcountOffset, question_bytes > 0 ? 1 : 0);
   base::StoreBigEndian16(out + kAncountOffset, 0);
   base::StoreBigEndian16(out + kNscountOffset, 0);
   base::StoreBigEndian16(out + kArcountOffset, info.has_opt ? 1 : 0);

@@ -60,6 +60,16 @@ LocalAnswer CheckQuery(const uint8_t* msg, const QueryInfo& info) {
   return LocalAnswer::kForward;
 }
 
+bool ParseUnsupportedOpcode(const uint8_t* msg, size_t len, QueryInfo* info) {
+  if (len < kHeaderSize || IsResponse(msg) || (GetFlags(msg) & kOpcodeMask) == 0) {
+    return false;
+  }
+  *info = QueryInfo{};
+  info->id = GetId(msg);
+  info->question_end = kHeaderSize;
+  return true;
+}
+
 size_t BuildLocalAnswer(const uint8_t* query, const QueryInfo& info, LocalAnswer answer,
                         uint8_t* out, size_t cap) {
   // The SERVFAIL builder writes exactly this shape; only the RCODE differs.

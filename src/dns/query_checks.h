@@ -28,9 +28,17 @@ const char* LocalAnswerName(LocalAnswer answer);
 // one OPT, else FORMERR) and §6.1.3 (an unknown version gets BADVERS). Never kRefused.
 LocalAnswer CheckQuery(const uint8_t* msg, const QueryInfo& info);
 
+// For a message ParseQuery rejected: true when it is still a request (>= 12 bytes, QR = 0) with
+// an opcode other than QUERY, whose question section need not parse or exist (a DSO message of
+// RFC 8490 has QDCOUNT = 0). `info` then holds its ID and an empty question (question_end = 12,
+// no OPT), so BuildLocalAnswer writes a header-only NOTIMP: RFC 1035 §4.1.1, RFC 8490 §5.1.
+// False for everything else, which is malformed and dropped.
+bool ParseUnsupportedOpcode(const uint8_t* msg, size_t len, QueryInfo* info);
+
 // Writes the proxy's own reply to `query`: its ID, opcode and RD, QR = 1, the answer's RCODE, the
-// question, and an OPT when the query had one (BADVERS = 16: RCODE 0 in the header, extended
-// RCODE 1 in the OPT). Returns the length, or 0 if `cap` is too small. `answer` != kForward.
+// question (none for ParseUnsupportedOpcode's empty one), and an OPT when the query had one
+// (BADVERS = 16: RCODE 0 in the header, extended RCODE 1 in the OPT). Returns the length, or 0
+// if `cap` is too small. `answer` != kForward.
 size_t BuildLocalAnswer(const uint8_t* query, const QueryInfo& info, LocalAnswer answer,
                         uint8_t* out, size_t cap);
 

@@ -328,7 +328,7 @@ bool TcpFrontend::OnMessage(uint32_t index, const uint8_t* msg, size_t len) {
   }
   dns::QueryInfo info;
   const dns::QueryError err = dns::ParseQuery(msg, len, &info);
-  if (err != dns::QueryError::kOk) {
+  if (err != dns::QueryError::kOk && !dns::ParseUnsupportedOpcode(msg, len, &info)) {
     LOG_EVERY_N_SEC(kDebug, 1, "tcp: closing connection after malformed query (%s)",
                     dns::QueryErrorName(err));
     return false;

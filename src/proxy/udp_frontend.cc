@@ -192,7 +192,7 @@ void UdpFrontend::OnDatagram(uint32_t socket, io_uring_recvmsg_out* out, const u
   }
   dns::QueryInfo info;
   const dns::QueryError err = dns::ParseQuery(payload, len, &info);
-  if (err != dns::QueryError::kOk) {
+  if (err != dns::QueryError::kOk && !dns::ParseUnsupportedOpcode(payload, len, &info)) {
     ++counters_.udp_malformed;
     LOG_EVERY_N_SEC(kDebug, 1, "udp: dropped malformed query (%s, %zu bytes)",
                     dns::QueryErrorName(err), len);

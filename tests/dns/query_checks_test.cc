@@ -129,6 +129,62 @@ TEST(QueryChecksTest, LocalAnswersKeepIdOpcodeQuestionAndSetRcode) {
   }
 }
 
+// RFC 8490 §5.1: a DSO request (opcode 6) has QDCOUNT = 0, which ParseQuery rejects; a server
+// without DSO answers NOTIMP. So does any other request with an opcode we do not implement and
+// a question that does not parse.
+TEST(QueryChecksTest, UnparsableRequestWithOtherOpcodeGetsHeaderOnlyNotImp) {
+  constexpr uint16_t kOpcodeDso = 6 << 11;
+  WireBuilder dso;
+  dso.Header(0x7777, kOpcodeDso | kFlagRd, 0, 0, 0, 0);
+  std::vector<uint8_t> wire = dso.Build();
+  wire.insert(wire.end(), {0x00, 0x01, 0x00, 0x04, 0x00, 0x00, 0x3a, 0x98});  // a keepalive TLV
+  QueryInfo info;
+  ASSERT_EQ(ParseQuery(wire.data(), wire.size(), &info), QueryError::kBadQdcount);
+  ASSERT_TRUE(ParseUnsupportedOpcode(wire.data(), wire.size(), &info));
+  EXPECT_EQ(CheckQuery(wire.data(), info), LocalAnswer::kNotImp);
+  std::vector<uint8_t> out(512);
+  const size_t n = BuildLocalAnswer(wire.data(), info, LocalAnswer::kNotImp, out.data(),
+                                    out.size());
+  ASSERT_EQ(n, kHeaderSize);
+  EXPECT_EQ(GetId(out.data()), 0x7777);
+  EXPECT_TRUE(IsResponse(out.data()));
+  EXPECT_EQ(GetFlags(out.data()) & kOpcodeMask, kOpcodeDso);
+  EXPECT_EQ(GetFlags(out.data()) & kFlagRd, kFlagRd);
+  EXPECT_EQ(GetRcode(out.data()), 4);
+  EXPECT_EQ(GetQdcount(out.data()) + GetAncount(out.data()) + GetNscount(out.data()) +
+                GetArcount(out.data()),
+            0);
+
+  // NOTIFY whose question runs past the end: still a request with an opcode we do not do.
+  std::vector<uint8_t> cut = Query(kOpcodeNotify, 0, 0, 0).Build();
+  cut.resize(cut.size() - 3);
+  ASSERT_EQ(ParseQuery(cut.data(), cut.size(), &info), QueryError::kBadQuestion);
+  EXPECT_TRUE(ParseUnsupportedOpcode(cut.data(), cut.size(), &info));
+  EXPECT_EQ(BuildLocalAnswer(cut.data(), info, LocalAnswer::kRefused, out.data(), out.size()),
+            kHeaderSize);  // the rate limiter's REFUSED has the same shape
+  EXPECT_EQ(GetRcode(out.data()), 5);
+}
+
+TEST(QueryChecksTest, MalformedQueriesAndResponsesAreNotTakenForOtherOpcodes) {
+  QueryInfo info;
+  // Opcode QUERY with no question: malformed, dropped.
+  WireBuilder empty;
+  empty.Header(0x1111, kFlagRd, 0, 0, 0, 0);
+  std::vector<uint8_t> wire = empty.Build();
+  EXPECT_FALSE(ParseUnsupportedOpcode(wire.data(), wire.size(), &info));
+  // A response (QR = 1) is never answered, whatever its opcode: no reflection loops.
+  WireBuilder response;
+  response.Header(0x2222, kFlagQr | kOpcodeNotify, 0, 0, 0, 0);
+  wire = response.Build();
+  EXPECT_FALSE(ParseUnsupportedOpcode(wire.data(), wire.size(), &info));
+  // Shorter than a header.
+  WireBuilder notify;
+  notify.Header(0x3333, kOpcodeNotify, 0, 0, 0, 0);
+  wire = notify.Build();
+  EXPECT_FALSE(ParseUnsupportedOpcode(wire.data(), kHeaderSize - 1, &info));
+  EXPECT_TRUE(ParseUnsupportedOpcode(wire.data(), kHeaderSize, &info));
+}
+
 TEST(QueryChecksTest, LocalAnswerFailsWhenBufferTooSmall) {
   const Parsed p = Parse(Query(kFlagRd, 0, 0, 0).Build());
   std::vector<uint8_t> out(p.info.question_end - 1);

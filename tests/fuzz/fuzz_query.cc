@@ -1,7 +1,8 @@
 // Fuzz target: dns::ParseQuery on any bytes, plus what must then hold for an accepted query:
 // QueryInfo agrees with the bytes, the verdict ignores trailing bytes and every cut inside the
 // question is rejected, the echoed question matches (ResponseMatchesQuery), and
-// BuildServfail / BuildFormerrHeaderOnly write what message.h promises.
+// BuildServfail / BuildFormerrHeaderOnly write what message.h promises; a rejected request with
+// another opcode gets a header-only NOTIMP (ParseUnsupportedOpcode).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "base/check.h"
 #include "dns/header.h"
 #include "dns/message.h"
+#include "dns/query_checks.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace dotproxy::fuzz {
@@ -162,6 +164,29 @@ void CheckFormerr(const std::vector<uint8_t>& msg) {
   CHECK(std::equal(out.begin(), out.end(), in_place.begin()));
 }
 
+// A rejected request with an opcode other than QUERY gets a header-only NOTIMP; nothing else
+// rejected is answered (query_checks.h).
+void CheckUnsupportedOpcode(const std::vector<uint8_t>& msg) {
+  dns::QueryInfo info;
+  const bool is_other_opcode = dns::ParseUnsupportedOpcode(msg.data(), msg.size(), &info);
+  CHECK(is_other_opcode == (msg.size() >= dns::kHeaderSize && !dns::IsResponse(msg.data()) &&
+                            (dns::GetFlags(msg.data()) & dns::kOpcodeMask) != 0));
+  if (!is_other_opcode) {
+    return;
+  }
+  CHECK(dns::CheckQuery(msg.data(), info) == dns::LocalAnswer::kNotImp);
+  std::vector<uint8_t> out(dns::kHeaderSize);
+  CHECK(dns::BuildLocalAnswer(msg.data(), info, dns::LocalAnswer::kNotImp, out.data(),
+                              out.size()) == dns::kHeaderSize);
+  const uint16_t flags = dns::GetFlags(out.data());
+  CHECK(dns::GetId(out.data()) == dns::GetId(msg.data()));
+  CHECK((flags & dns::kFlagQr) != 0);
+  CHECK((flags & dns::kOpcodeMask) == (dns::GetFlags(msg.data()) & dns::kOpcodeMask));
+  CHECK(dns::GetRcode(out.data()) == 4);
+  CHECK(dns::GetQdcount(out.data()) == 0 && dns::GetAncount(out.data()) == 0 &&
+        dns::GetNscount(out.data()) == 0 && dns::GetArcount(out.data()) == 0);
+}
+
 }  // namespace
 }  // namespace dotproxy::fuzz
 
@@ -173,6 +198,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::CheckHeaderVerdict(msg, error);
   fuzz::CheckFormerr(msg);
   if (error != dns::QueryError::kOk) {
+    fuzz::CheckUnsupportedOpcode(msg);
     return 0;
   }
   fuzz::CheckInfo(msg, info);

@@ -6,6 +6,7 @@ share of the query table, and bounded memory for a TCP client that never reads. 
 import os
 import re
 import socket
+import struct
 import sys
 import time
 import unittest
@@ -175,6 +176,44 @@ class EdgeTest(harness.ProxyTestCase):
         self.assertEqual(c.get("local.notimp"), 2, c)
         self.assertEqual(c.get("local.formerr"), 6, c)
         self.assertEqual(c.get("local.badvers"), 2, c)
+
+    def test_other_opcode_without_a_question_gets_notimp(self):
+        # RFC 8490 §5.1: a server without DSO answers a DSO request (opcode 6, QDCOUNT 0) NOTIMP,
+        # and the client keeps its connection. Any request with an opcode other than QUERY whose
+        # question does not parse gets the same header-only NOTIMP; a malformed QUERY and a
+        # response are still dropped.
+        keepalive_tlv = bytes.fromhex("0001000400003a98")
+        dso = struct.pack("!HHHHHH", 0x5151, 6 << 11, 0, 0, 0, 0) + keepalive_tlv
+        cut_notify = make_query("notify.test.", "SOA")
+        cut_notify.set_opcode(dns.opcode.NOTIFY)
+        cut_notify = cut_notify.to_wire()[:-3]
+        no_question = struct.pack("!HHHHHH", 0x6161, 0x0100, 0, 0, 0, 0)
+        response = struct.pack("!HHHHHH", 0x7171, 0x8000 | (4 << 11), 0, 0, 0, 0)
+        with self.proxy() as p:
+            base = self.up.queries_received
+            with p.tcp_client() as c:
+                c.send(frame(dso))
+                r = c.read_frame(scaled(3))
+                self.assertIsNotNone(r, "DSO over TCP: no answer")
+                self.assertEqual(len(r), 12, r.hex())
+                qid, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", r)
+                self.assertEqual((qid, flags & 0x8000, (flags >> 11) & 0xF, flags & 0xF),
+                                 (0x5151, 0x8000, 6, dns.rcode.NOTIMP), r.hex())
+                self.assertEqual((qd, an, ns, ar), (0, 0, 0, 0))
+                q = make_query("after-dso.test.", "A")  # the same connection goes on
+                c.send(frame(q.to_wire()))
+                self.assertAnswer(c.read_frame(scaled(3)), "after-dso.test.", "A", q.id)
+            r = dnsclient.udp_exchange(cut_notify, *p.udp_addr, timeout=scaled(3))
+            self.assertIsNotNone(r, "NOTIFY with a cut question over UDP: no answer")
+            self.assertEqual(r[:2], cut_notify[:2])
+            self.assertEqual(((r[2] >> 3) & 0xF, r[3] & 0xF), (4, dns.rcode.NOTIMP), r.hex())
+            for wire, what in ((no_question, "QUERY with QDCOUNT 0"), (response, "a response")):
+                self.assertIsNone(dnsclient.udp_exchange(wire, *p.udp_addr, timeout=scaled(0.5)),
+                                  f"{what} was answered")
+            self.assertEqual(self.up.queries_received, base + 1, "only the good query went up")
+        c = counters(p.log())  # the proxy has stopped: its exit line is in the log
+        self.assertEqual(c.get("local.notimp"), 2, c)
+        self.assertEqual(c.get("malformed.udp"), 2, c)
 
     # listener.max_queries_per_client -----------------------------------------------------------
     def test_slot_share_per_client(self):
