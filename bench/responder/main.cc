@@ -39,6 +39,9 @@ ABSL_FLAG(std::string, key, "", "DoT private key (PEM)");
 ABSL_FLAG(std::string, tls, "", "DoT version: 1.2 pins TLS 1.2; empty: TLS 1.3 when the client has it");
 ABSL_FLAG(uint32_t, threads, 1, "worker threads, each with its own io_uring and sockets");
 ABSL_FLAG(int64_t, delay_ms, 0, "hold every answer this many milliseconds");
+ABSL_FLAG(uint32_t, key_update_every, 0,
+          "DoT over TLS 1.3: send a KeyUpdate asking the client to re-key too before every N-th "
+          "answer on a connection; 0: never");
 ABSL_FLAG(uint32_t, size, 0, "pad answers with extra A records to at least this many bytes");
 ABSL_FLAG(uint32_t, ttl, 0, "TTL of the records (0 defeats caches)");
 ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(),
@@ -52,7 +55,7 @@ namespace {
 
 struct Totals {
   uint64_t udp = 0, tcp = 0, dot = 0, dropped = 0, connections = 0, handshakes = 0,
-           resumed = 0, handshake_failures = 0;
+           resumed = 0, handshake_failures = 0, key_updates = 0;
   uint64_t queries() const { return udp + tcp + dot; }
 };
 
@@ -71,6 +74,7 @@ Totals Sum(const std::vector<std::unique_ptr<Responder>>& responders) {
     t.handshakes += c.handshakes.load(std::memory_order_relaxed);
     t.resumed += c.handshakes_resumed.load(std::memory_order_relaxed);
     t.handshake_failures += c.handshake_failures.load(std::memory_order_relaxed);
+    t.key_updates += c.key_updates.load(std::memory_order_relaxed);
   }
   return t;
 }
@@ -78,9 +82,10 @@ Totals Sum(const std::vector<std::unique_ptr<Responder>>& responders) {
 std::string TotalsJson(const Totals& t) {
   return absl::StrFormat(
       "{\"queries\":%u,\"udp\":%u,\"tcp\":%u,\"dot\":%u,\"dropped\":%u,\"connections\":%u,"
-      "\"handshakes\":%u,\"handshakes_resumed\":%u,\"handshake_failures\":%u}",
+      "\"handshakes\":%u,\"handshakes_resumed\":%u,\"handshake_failures\":%u,"
+      "\"key_updates\":%u}",
       t.queries(), t.udp, t.tcp, t.dot, t.dropped, t.connections, t.handshakes, t.resumed,
-      t.handshake_failures);
+      t.handshake_failures, t.key_updates);
 }
 
 void WriteStatsFile(const std::string& path, const Totals& t) {
@@ -149,6 +154,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   options.delay_ms = absl::GetFlag(FLAGS_delay_ms);
+  options.key_update_every = absl::GetFlag(FLAGS_key_update_every);
   options.answer.target_size = absl::GetFlag(FLAGS_size);
   options.answer.ttl = absl::GetFlag(FLAGS_ttl);
 
@@ -204,7 +210,7 @@ int Main(int argc, char** argv) {
       const int sig = sigtimedwait(&signals, nullptr, &wait);
       if (!stats_file.empty()) {
         const Totals t = Sum(responders);
-        const uint64_t key = t.queries() + t.connections + t.dropped;
+        const uint64_t key = t.queries() + t.connections + t.dropped + t.key_updates;
         if (key != last_written) {
           WriteStatsFile(stats_file, t);
           last_written = key;

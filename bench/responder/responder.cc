@@ -389,6 +389,7 @@ bool Responder::FlushDirty() {
     Conn& c = *conns_[conn];
     c.is_dirty = false;
     if (c.is_dot && c.state == Conn::State::kOpen && !c.plain_out.empty()) {
+      MaybeRequestKeyUpdate(conn);
       // One SSL_write for everything answered on this connection in this iteration.
       if (!c.tls->Write(c.plain_out.data(), c.plain_out.size())) {
         CloseConn(conn);
@@ -399,6 +400,26 @@ bool Responder::FlushDirty() {
   }
   dirty_conns_.clear();
   return true;
+}
+
+void Responder::MaybeRequestKeyUpdate(uint32_t conn) {
+  Conn& c = *conns_[conn];
+  const uint32_t every = options_.key_update_every;
+  if (every == 0) {
+    return;
+  }
+  // Each framed answer starts with its 2-byte length: count the answers in plain_out.
+  uint32_t answers = 0;
+  for (size_t pos = 0; pos + 2 <= c.plain_out.size();
+       pos += 2 + (size_t{c.plain_out[pos]} << 8 | c.plain_out[pos + 1])) {
+    ++answers;
+  }
+  if ((c.answers % every) + answers >= every) {
+    if (c.tls->RequestKeyUpdate()) {
+      Bump(counters_.key_updates);
+    }
+  }
+  c.answers += answers;
 }
 
 void Responder::StartSend(uint32_t conn) {

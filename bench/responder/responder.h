@@ -49,6 +49,9 @@ struct ResponderOptions {
   std::string key_file;   // DoT private key (PEM)
   AnswerOptions answer;
   int64_t delay_ms = 0;   // hold every answer this long before sending it
+  // DoT over TLS 1.3: a KeyUpdate asking the client to re-key too, before every N-th answer
+  // on a connection (tests of the proxy's kTLS path); 0: never.
+  uint32_t key_update_every = 0;
 };
 
 // Single writer (the responder thread) with relaxed load+store; the main thread sums them.
@@ -63,6 +66,7 @@ struct alignas(128) ResponderCounters {
   std::atomic<uint64_t> handshakes{0};           // DoT handshakes completed
   std::atomic<uint64_t> handshakes_resumed{0};   // ... of which resumed a session
   std::atomic<uint64_t> handshake_failures{0};
+  std::atomic<uint64_t> key_updates{0};          // KeyUpdates sent (--key-update-every)
 };
 
 class Responder {
@@ -101,6 +105,7 @@ class Responder {
     bool is_recv_pending = false;    // the multishot recv has not ended
     bool is_dirty = false;           // on the flush list
     uint32_t generation = 0;         // advances when the entry is reused
+    uint32_t answers = 0;            // DoT answers written on this connection (key updates)
     base::UniqueFd fd;
     core::Operation recv_op;
     core::Operation send_op;
@@ -123,6 +128,8 @@ class Responder {
   absl::Status Init();
 
   bool FlushDirty();  // reactor flush hook
+  // --key-update-every: asks for a KeyUpdate when this write crosses the next N-th answer.
+  void MaybeRequestKeyUpdate(uint32_t conn);
 
   void ArmUdpRecv();
   void OnUdpRecv(const core::Operation& op, const io_uring_cqe& cqe);

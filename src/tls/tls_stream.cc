@@ -217,6 +217,12 @@ void TlsStream::Shutdown() {
   SSL_shutdown(ssl_);
 }
 
+bool TlsStream::RequestKeyUpdate() {
+  ERR_clear_error();
+  return SSL_version(ssl_) == TLS1_3_VERSION &&
+         SSL_key_update(ssl_, SSL_KEY_UPDATE_REQUESTED) == 1;
+}
+
 int TlsStream::BioRead(BIO* bio, char* out, int len) {
   auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);

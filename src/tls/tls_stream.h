@@ -78,6 +78,10 @@ class TlsStream {
   bool Write(const uint8_t* data, size_t len) { return TryWrite(data, len) == IoResult::kDone; }
   // Queues a close_notify alert.
   void Shutdown();
+  // TLS 1.3 only: sends a KeyUpdate with the next write, asking the peer to update its keys too
+  // (RFC 8446 §4.6.3, update_requested). For test upstreams (bench/responder --key-update-every).
+  // False when the session is not TLS 1.3 or OpenSSL refuses.
+  bool RequestKeyUpdate();
 
   // Lets OpenSSL offload to the kernel through `socket` (the context must have kTLS enabled).
   // TX moves to the kernel when OpenSSL offers it and nothing queued is stuck; RX (TLS 1.2 only

@@ -6,8 +6,12 @@ naming kTLS, `auto` falls back to user space per connection, `off` never tries. 
 close_notify from the server, session tickets after the handshake, resumed sessions, and a server
 closing in the middle of answers; the metric says which connections really were offloaded."""
 
+import json
 import os
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import urllib.request
@@ -15,7 +19,11 @@ import urllib.request
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 import harness  # noqa: E402
-from dnsclient import ProxyError, answer_problem, free_port, scaled, udp_many, wait_until  # noqa: E402
+from dnsclient import ProxyError, answer_problem, free_port, parse, scaled, udp_many, wait_until  # noqa: E402
+
+import dns.name  # noqa: E402
+import dns.rcode  # noqa: E402
+import dns.rdatatype  # noqa: E402
 
 
 def kernel_has_ktls() -> bool:
@@ -188,6 +196,125 @@ class KtlsAvailableTest(KtlsTest):
             self.answer_all(p, "off-")
             paths = self.wait_paths(lambda s: s["user_space"] >= 1, "off")
             self.assertEqual((paths["ktls_tx"], paths["ktls_rx"]), (0, 0), paths)
+
+
+RESPONDER = os.environ.get("DOTRESPONDER_BIN", "")
+
+
+class KeyUpdateUpstream:
+    """bench/responder's dotresponder as a DoT-only TLS 1.3 upstream that sends a KeyUpdate with
+    update_requested (RFC 8446 §4.6.3) before every `every`-th answer on a connection: the one
+    post-handshake message the Python fake cannot send."""
+
+    def __init__(self, certs, every: int, workdir: str):
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.stats_file = os.path.join(workdir, "responder-stats.json")
+        self.log = open(os.path.join(workdir, "responder.log"), "w+")
+        self.proc = subprocess.Popen(
+            [RESPONDER, "--udp", "", "--tcp", "", "--dot", self.addr, "--cert", certs.server_cert,
+             "--key", certs.server_key, "--key-update-every", str(every),
+             "--stats-file", self.stats_file, "--duration", f"{int(scaled(120))}s"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+        if not wait_until(listening, scaled(10), 0.05):
+            self.stop()
+            raise RuntimeError(f"dotresponder did not listen on {self.addr}")
+
+    def stats(self) -> dict:
+        try:
+            with open(self.stats_file) as f:
+                return json.loads(f.read())
+        except (OSError, ValueError):
+            return {}
+
+    def stats_after(self, answers: int) -> dict:
+        """The totals once `answers` DoT queries are in them (the file lags by up to 100 ms)."""
+        seen = {}
+
+        def counted():
+            seen.update(self.stats())
+            return seen.get("dot", 0) >= answers
+        wait_until(counted, scaled(3), 0.05)
+        return seen
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@unittest.skipUnless(RESPONDER and os.access(RESPONDER, os.X_OK),
+                     "DOTRESPONDER_BIN is not set (built with -Dbenchmarks=false)")
+class KeyUpdateTest(KtlsTest):
+    EVERY = 40
+
+    def key_update_run(self, mode, count=300):
+        """The proxy (pool 1, one worker) against a server re-keying every EVERY answers; returns
+        (proxy, upstream, [problem per query])."""
+        up = KeyUpdateUpstream(self.certs, self.EVERY, tempfile.mkdtemp(prefix="dotresponder-"))
+        self.addCleanup(up.stop)
+        cfg = self.ktls_config(mode, server={"addr": up.addr, "connection_pool_size": 1})
+        p = self.proxy(cfg, verbosity="debug")
+        p.start()
+        self.addCleanup(p.stop, False)
+        problems = []
+        for batch in range(count // 50):  # in batches: several writes, so several key updates
+            items = [(f"ku{batch}-{i}.test.", "A") for i in range(50)]
+            for (name, _), (q, r, _) in zip(items, udp_many(items, "127.0.0.1", p.udp_addr[1],
+                                                            timeout=scaled(10))):
+                problems.append(self.key_update_problem(r, name, q.id))
+        return p, up, problems
+
+    @staticmethod
+    def key_update_problem(resp, name, qid):
+        """None for the responder's answer to (name, A); else what is wrong. SERVFAIL is told
+        apart: a query caught on two replaced connections gets it by design (quarantine)."""
+        if resp is None:
+            return "no answer"
+        m = parse(resp)
+        if m.id != qid or len(m.question) != 1 or m.question[0].name != dns.name.from_text(name):
+            return f"wrong answer: {m.id} {m.question}"
+        if m.rcode() == dns.rcode.SERVFAIL:
+            return "SERVFAIL"
+        if m.rcode() != dns.rcode.NOERROR or not any(rr.rdtype == dns.rdatatype.A for rr in m.answer):
+            return f"rcode {dns.rcode.to_text(m.rcode())}, answer {m.answer}"
+        return None
+
+    def test_user_space_follows_key_updates_on_one_connection(self):
+        # OpenSSL answers the KeyUpdate itself and re-keys both directions: the connection stays.
+        p, up, problems = self.key_update_run("off")
+        self.assertEqual([x for x in problems if x][:5], [], f"{up.stats()}")
+        stats = up.stats_after(len(problems))
+        self.assertGreaterEqual(stats.get("key_updates", 0), 300 // self.EVERY - 1, stats)
+        self.assertEqual(stats.get("handshakes"), 1, f"the connection was replaced: {stats}")
+        self.assertEqual(tls_paths(self.prom)["user_space"], 1)
+
+    @unittest.skipUnless(kernel_has_ktls(), "no kTLS on this kernel: runs in tests/vm")
+    def test_offloaded_send_side_replaces_the_connection_on_key_update(self):
+        # TLS 1.3 with TX in the kernel: OpenSSL 3.0 cannot re-key it, so the proxy replaces the
+        # connection and re-sends its queries there (issue 13). Never a wrong answer; SERVFAIL
+        # only for a query caught by two replacements in a row.
+        p, up, problems = self.key_update_run("on")
+        wrong = [x for x in problems if x and x != "SERVFAIL"]
+        self.assertEqual(wrong[:5], [], f"{len(wrong)} wrong; {up.stats()}")
+        self.assertLessEqual(problems.count("SERVFAIL"), len(problems) // 20, up.stats())
+        stats = up.stats_after(len(problems) - problems.count("SERVFAIL"))
+        self.assertGreaterEqual(stats.get("key_updates", 0), 2, stats)
+        self.assertGreaterEqual(stats.get("handshakes", 0), 2, f"not replaced: {stats}")
+        self.assertGreaterEqual(tls_paths(self.prom)["ktls_tx"], 2)
+        self.assertIn("KeyUpdate", p.log())
 
 
 if __name__ == "__main__":
