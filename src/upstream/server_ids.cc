@@ -6,8 +6,8 @@ namespace dotproxy::upstream {
 
 void ServerIds::Assign(config::UpstreamConfig* upstream) {
   for (config::ServerConfig& server : upstream->servers) {
-    const auto [it, is_new] = ids_.try_emplace(config::ServerIdentity(server), size());
-    server.metrics_id = it->second;
+    // A server seen before keeps its id; a new one gets the next.
+    server.metrics_id = ids_.try_emplace(config::ServerIdentity(server), size()).first->second;
   }
 }
 
