@@ -84,15 +84,19 @@ class ControlLoop {
 
   void Reload() {
     Notify(notifier_.Reloading(), "RELOADING");
-    auto next = LoadReloadedConfig(o_.config_path, *o_.config);
+    auto next = LoadReloadedConfig(o_.config_path, *o_.config, o_.server_ids);
     if (!next.ok()) {
       LOG(kError, "reload failed, keeping the running configuration: %s",
           next.status().message());
     } else {
       LOG(kWarn, "reload: %s", DescribeChanges(*o_.config, **next));
+      // Each shard allocates the new servers' counter blocks before it is posted the config;
+      // the reporter publishes each server under its own labels whichever list the shards run
+      // (blocks are by metrics id, not by position).
       for (const auto& shard : *o_.shards) {
         shard->Reconfigure(*next);
       }
+      o_.reporter->SetServers((*next)->upstream);
       o_.config = std::move(next).value();
       ++reloads_;
     }

@@ -19,7 +19,9 @@
 #include <vector>
 
 #include "config/config.h"
+#include "metrics/reporter.h"
 #include "proxy/shard.h"
+#include "upstream/server_ids.h"
 
 namespace dotproxy {
 
@@ -29,6 +31,8 @@ struct ControlLoopOptions {
   sigset_t signals;                              // blocked; taken with sigtimedwait
   const std::vector<std::unique_ptr<proxy::Shard>>* shards = nullptr;
   const std::atomic<uint32_t>* finished = nullptr;  // shards whose Run() has returned
+  upstream::ServerIds* server_ids = nullptr;  // metrics ids of every server configured so far
+  metrics::Reporter* reporter = nullptr;      // told the new server list at each reload
 };
 
 // Runs until the shards have drained after SIGTERM/SIGINT; returns the exit status. Sends

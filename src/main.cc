@@ -39,6 +39,7 @@
 #include "control_loop.h"
 #include "proxy/shard.h"
 #include "upstream/handoff_hub.h"
+#include "upstream/server_ids.h"
 
 ABSL_FLAG(std::string, config, "", "path to the YAML configuration (default: $DOTPROXY_CONFIG)");
 ABSL_FLAG(bool, check_config, false, "validate the configuration and exit 0 (valid) or 1");
@@ -218,6 +219,9 @@ int Main(int argc, char** argv) {
   for (const std::string& w : warnings) {
     LOG(kWarn, "%s", w);
   }
+  // Metrics ids of every server configured in this process (the loader's 0, 1, ... at first).
+  upstream::ServerIds server_ids;
+  server_ids.Assign(&loaded->upstream);
   // `initial` outlives the shards (they copy it at start); `current` follows reloads.
   const std::shared_ptr<const config::Config> initial =
       std::make_shared<const config::Config>(std::move(loaded).value());
@@ -327,6 +331,8 @@ int Main(int argc, char** argv) {
   control.signals = signals;
   control.shards = &startup.shards;
   control.finished = &finished;
+  control.server_ids = &server_ids;
+  control.reporter = reporter->get();
   const int status = RunControlLoop(std::move(control));
   (*reporter)->Stop();
   stop_all();

@@ -46,7 +46,7 @@ std::string Addresses(const std::vector<base::SocketAddress>& addrs) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const config::Config>> LoadReloadedConfig(
-    const std::string& path, const config::Config& current) {
+    const std::string& path, const config::Config& current, upstream::ServerIds* ids) {
   std::vector<std::string> warnings;
   ASSIGN_OR_RETURN(config::Config next, config::LoadConfig(path, &warnings));
   for (const std::string& w : warnings) {
@@ -75,6 +75,7 @@ absl::StatusOr<std::shared_ptr<const config::Config>> LoadReloadedConfig(
         current.server.workers);
     next.server.workers = current.server.workers;
   }
+  ids->Assign(&next.upstream);
   return std::make_shared<const config::Config>(std::move(next));
 }
 

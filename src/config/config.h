@@ -154,6 +154,12 @@ struct ServerConfig {
   bool edns_padding = true;     // pad queries to 128-byte blocks (RFC 7830, RFC 8467)
   std::vector<std::string> spki_pins;  // SHA-256 SPKI digests (32 bytes each); empty: no pinning
   Ktls ktls = Ktls::kInherit;          // this server's override of upstream.ktls
+  // Not a key: which per-server metric blocks count this server (upstream/counters.h). The
+  // loader numbers the servers 0, 1, ... in file order; the control thread then gives each
+  // distinct server (config::ServerIdentity) an id of its own for the process lifetime
+  // (upstream/server_ids.h), so a reload that reorders, removes or adds servers keeps each
+  // server's counts with it.
+  uint32_t metrics_id = 0;
 };
 
 struct UpstreamConfig {

@@ -510,8 +510,10 @@ absl::StatusOr<Config> LoadConfigFromString(std::string_view text, std::string_v
   Walker walker(filename, warnings);
   Config config;
   RETURN_IF_ERROR(walker.WalkDocument(kConfig, document.root(), &config));
-  for (ServerConfig& server : config.upstream.servers) {
+  for (size_t i = 0; i < config.upstream.servers.size(); ++i) {
+    ServerConfig& server = config.upstream.servers[i];
     server.ktls = EffectiveKtls(config.upstream, server);
+    server.metrics_id = static_cast<uint32_t>(i);
   }
   RETURN_IF_ERROR(ValidateImpl(config, filename, &walker.locations()));
   return config;

@@ -26,8 +26,12 @@ constexpr ShardMetric Rcode() {
 
 uint64_t BacklogDepth(const C& c) {
   uint64_t n = 0;
-  for (uint32_t s = 0; s < c.upstream.server_count; ++s) {
-    n += c.upstream.servers[s].backlog.value();
+  // Every block: a removed server's backlog was handed back and its gauge zeroed.
+  const uint32_t ids = c.upstream.id_limit();
+  for (uint32_t id = 0; id < ids; ++id) {
+    if (const upstream::ServerCounters* server = c.upstream.Find(id); server != nullptr) {
+      n += server->backlog.value();
+    }
   }
   return n;
 }

@@ -90,7 +90,7 @@ prometheus::MetricType TypeOf(MetricType type) {
 }  // namespace
 
 std::vector<MetricFamily> PrometheusFamilies(const Snapshot& prev, const Snapshot& cur,
-                                             std::span<const std::string> server_names) {
+                                             std::span<const PublishedServer> servers) {
   Families families;
   const auto shard_metrics = ShardMetrics();
   for (size_t m = 0; m < shard_metrics.size(); ++m) {
@@ -124,13 +124,14 @@ std::vector<MetricFamily> PrometheusFamilies(const Snapshot& prev, const Snapsho
   }
   const auto server_metrics = ServerMetrics();
   const auto server_histograms = ServerHistogramMetrics();
-  for (uint32_t s = 0; s < cur.server_count && s < server_names.size(); ++s) {
+  for (const PublishedServer& server : servers) {
+    const uint32_t s = server.id;
     for (size_t m = 0; m < server_metrics.size(); ++m) {
       const ServerMetric& metric = server_metrics[m];
       if (metric.prometheus == nullptr) {
         continue;
       }
-      std::vector<ClientMetric::Label> labels = {{"upstream", server_names[s]}};
+      std::vector<ClientMetric::Label> labels = {{"upstream", server.name}};
       if (metric.label.key != nullptr) {
         labels.push_back({metric.label.key, metric.label.value});
       }
@@ -144,7 +145,7 @@ std::vector<MetricFamily> PrometheusFamilies(const Snapshot& prev, const Snapsho
     for (size_t m = 0; m < server_histograms.size(); ++m) {
       const ServerHistogramMetric& metric = server_histograms[m];
       families.Get(metric.prometheus, prometheus::MetricType::Histogram, metric.help)
-          .metric.push_back(HistogramValue({{"upstream", server_names[s]}},
+          .metric.push_back(HistogramValue({{"upstream", server.name}},
                                            cur.ServerHistogram(s, m), metric.unit));
       if (metric.unit != Unit::kMicroseconds) {
         continue;
@@ -156,7 +157,7 @@ std::vector<MetricFamily> PrometheusFamilies(const Snapshot& prev, const Snapsho
           "Upstream latency p50/p90/p99 over the last metrics.flush_interval (0 when idle).");
       for (const double q : kQuantiles) {
         recent.metric.push_back(
-            Value({{"upstream", server_names[s]}, {"quantile", absl::StrCat(q)}},
+            Value({{"upstream", server.name}, {"quantile", absl::StrCat(q)}},
                   prometheus::MetricType::Gauge,
                   ToBaseUnit(static_cast<double>(delta.Percentile(q)), Unit::kMicroseconds)));
       }

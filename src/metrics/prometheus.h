@@ -25,10 +25,11 @@ class Exposer;
 namespace dotproxy::metrics {
 
 // The families for `cur` (counters and histograms cumulative since start; gauges current;
-// dotproxy_upstream_latency_recent_seconds over prev -> cur). `server_names[i]` is the label
-// upstream="..." of server i (its addr as configured).
-std::vector<prometheus::MetricFamily> PrometheusFamilies(const Snapshot& prev, const Snapshot& cur,
-                                                         std::span<const std::string> server_names);
+// dotproxy_upstream_latency_recent_seconds over prev -> cur). Per-upstream series for exactly
+// `servers` (the current configuration's), each labelled upstream="<its name>" with the values
+// of its metrics id.
+std::vector<prometheus::MetricFamily> PrometheusFamilies(
+    const Snapshot& prev, const Snapshot& cur, std::span<const PublishedServer> servers);
 
 // The text exposition format of `families`, as served on /metrics.
 std::string PrometheusText(const std::vector<prometheus::MetricFamily>& families);

@@ -18,19 +18,14 @@ int64_t NowNs() { return absl::GetCurrentTimeNanos(); }
 }  // namespace
 
 Reporter::Reporter(const config::Config& config, std::vector<const ShardCounters*> shards)
-    : config_(config),
-      shards_(std::move(shards)),
-      server_count_(static_cast<uint32_t>(config.upstream.servers.size())) {}
+    : config_(config), shards_(std::move(shards)) {}
 
 Reporter::~Reporter() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<Reporter>> Reporter::Create(
     const config::Config& config, std::vector<const ShardCounters*> shards) {
   auto reporter = std::unique_ptr<Reporter>(new Reporter(config, std::move(shards)));
-  for (const config::ServerConfig& server : config.upstream.servers) {
-    reporter->server_hosts_.push_back(server.addr.HostString());
-    reporter->server_names_.push_back(server.addr_text);
-  }
+  reporter->SetServers(config.upstream);
   const config::StatsdConfig& statsd = config.metrics.statsd;
   reporter->statsd_options_.format = statsd.tag_format;
   reporter->statsd_options_.sample_rate = statsd.sample_rate;
@@ -54,13 +49,21 @@ absl::StatusOr<std::unique_ptr<Reporter>> Reporter::Create(
   }
   // The baseline is zero, not the shards' counts now: queries may already have arrived (the
   // listeners are up), and the first flush must send them too.
-  reporter->previous_ = TakeSnapshot({}, reporter->server_count_, NowNs());
+  reporter->previous_ = TakeSnapshot({}, NowNs());
   if (reporter->prometheus_ != nullptr) {
     reporter->prometheus_->Update(PrometheusFamilies(
-        reporter->previous_, TakeSnapshot(reporter->shards_, reporter->server_count_, NowNs()),
-        reporter->server_names_));
+        reporter->previous_, TakeSnapshot(reporter->shards_, NowNs()), reporter->servers_));
   }
   return reporter;
+}
+
+void Reporter::SetServers(const config::UpstreamConfig& upstream) {
+  std::vector<PublishedServer> servers;
+  for (const config::ServerConfig& server : upstream.servers) {
+    servers.push_back({server.metrics_id, server.addr_text, server.addr.HostString()});
+  }
+  std::lock_guard<std::mutex> lock(servers_mu_);
+  servers_ = std::move(servers);
 }
 
 void Reporter::Start() {
@@ -103,10 +106,15 @@ void Reporter::Loop() {
 }
 
 void Reporter::Flush() {
-  Snapshot current = TakeSnapshot(shards_, server_count_, NowNs());
+  Snapshot current = TakeSnapshot(shards_, NowNs());
+  std::vector<PublishedServer> servers;
+  {
+    std::lock_guard<std::mutex> lock(servers_mu_);
+    servers = servers_;
+  }
   if (!sinks_.empty()) {
     const std::vector<std::string> lines =
-        StatsdLines(previous_, current, server_hosts_, statsd_options_);
+        StatsdLines(previous_, current, servers, statsd_options_);
     const int64_t now_ms = current.time_ns / 1'000'000;
     for (const std::string& payload : PackLines(lines)) {
       for (const std::unique_ptr<StatsdSink>& sink : sinks_) {
@@ -115,7 +123,7 @@ void Reporter::Flush() {
     }
   }
   if (prometheus_ != nullptr) {
-    prometheus_->Update(PrometheusFamilies(previous_, current, server_names_));
+    prometheus_->Update(PrometheusFamilies(previous_, current, servers));
   }
   LogSummary(previous_, current);
   previous_ = std::move(current);

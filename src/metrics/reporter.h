@@ -9,6 +9,7 @@
 //
 //   auto reporter = metrics::Reporter::Create(config, blocks);  // after the shards are up
 //   (*reporter)->Start();  ...  (*reporter)->Stop();            // before the shards are freed
+//   (*reporter)->SetServers(next.upstream);                     // control thread, on reload
 #ifndef DOTPROXY_METRICS_REPORTER_H_
 #define DOTPROXY_METRICS_REPORTER_H_
 
@@ -46,6 +47,10 @@ class Reporter {
   void Stop();
   // One flush now, on the calling thread (tests; or when the thread is not running).
   void Flush();
+  // Any thread (the control thread, at a reload): from the next flush on, the per-upstream
+  // series are exactly `upstream`'s servers, each under its own labels with the counts of its
+  // metrics id. The shards must have blocks for those ids (proxy::Shard::Reconfigure).
+  void SetServers(const config::UpstreamConfig& upstream);
 
   uint16_t prometheus_port() const { return prometheus_ != nullptr ? prometheus_->port() : 0; }
 
@@ -56,13 +61,13 @@ class Reporter {
 
   const config::Config& config_;
   const std::vector<const ShardCounters*> shards_;
-  const uint32_t server_count_;
-  std::vector<std::string> server_hosts_;  // statsd addr tag: the IP, as the original sent it
-  std::vector<std::string> server_names_;  // Prometheus label upstream: addr as configured
   StatsdOptions statsd_options_;
   std::vector<std::unique_ptr<StatsdSink>> sinks_;
   std::unique_ptr<PrometheusExporter> prometheus_;
   Snapshot previous_;
+
+  std::mutex servers_mu_;  // guards servers_: set by the control thread, read by Flush
+  std::vector<PublishedServer> servers_;
 
   std::mutex mu_;  // guards stop_ (the thread's wake-up), nothing on the data path
   std::condition_variable cv_;

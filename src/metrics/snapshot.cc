@@ -1,22 +1,23 @@
 #include "metrics/snapshot.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "metrics/catalog.h"
 
 namespace dotproxy::metrics {
 
-uint64_t Snapshot::Server(uint32_t server_index, size_t metric) const {
-  return server[server_index * ServerMetrics().size() + metric];
+uint64_t Snapshot::Server(uint32_t id, size_t metric) const {
+  return id < server_ids ? server[id * ServerMetrics().size() + metric] : 0;
 }
 
-const base::HistogramSnapshot& Snapshot::ServerHistogram(uint32_t server_index,
-                                                         size_t metric) const {
-  return server_histograms[server_index * ServerHistogramMetrics().size() + metric];
+const base::HistogramSnapshot& Snapshot::ServerHistogram(uint32_t id, size_t metric) const {
+  static const base::HistogramSnapshot kEmpty;
+  return id < server_ids ? server_histograms[id * ServerHistogramMetrics().size() + metric]
+                         : kEmpty;
 }
 
-Snapshot TakeSnapshot(std::span<const ShardCounters* const> shards, uint32_t server_count,
-                      int64_t time_ns) {
+Snapshot TakeSnapshot(std::span<const ShardCounters* const> shards, int64_t time_ns) {
   const auto shard_metrics = ShardMetrics();
   const auto server_metrics = ServerMetrics();
   const auto histograms = HistogramMetrics();
@@ -24,12 +25,14 @@ Snapshot TakeSnapshot(std::span<const ShardCounters* const> shards, uint32_t ser
   Snapshot s;
   s.time_ns = time_ns;
   s.shard_count = static_cast<uint32_t>(shards.size());
-  s.server_count = server_count;
+  for (const ShardCounters* c : shards) {
+    s.server_ids = std::max(s.server_ids, c->upstream.id_limit());
+  }
   s.shard.assign(shard_metrics.size(), 0);
   s.per_shard.assign(shards.size() * shard_metrics.size(), 0);
-  s.server.assign(server_count * server_metrics.size(), 0);
+  s.server.assign(s.server_ids * server_metrics.size(), 0);
   s.histograms.resize(histograms.size());
-  s.server_histograms.resize(server_count * server_histograms.size());
+  s.server_histograms.resize(s.server_ids * server_histograms.size());
   for (size_t i = 0; i < shards.size(); ++i) {
     const ShardCounters& c = *shards[i];
     for (size_t m = 0; m < shard_metrics.size(); ++m) {
@@ -40,9 +43,12 @@ Snapshot TakeSnapshot(std::span<const ShardCounters* const> shards, uint32_t ser
     for (size_t m = 0; m < histograms.size(); ++m) {
       histograms[m].get(c).AddTo(&s.histograms[m]);
     }
-    const uint32_t servers = std::min(server_count, c.upstream.server_count);
-    for (uint32_t sv = 0; sv < servers; ++sv) {
-      const upstream::ServerCounters& sc = c.upstream.servers[sv];
+    for (uint32_t sv = 0; sv < s.server_ids; ++sv) {
+      const upstream::ServerCounters* block = c.upstream.Find(sv);
+      if (block == nullptr) {
+        continue;  // reserved in another shard first (a reload going on)
+      }
+      const upstream::ServerCounters& sc = *block;
       for (size_t m = 0; m < server_metrics.size(); ++m) {
         s.server[sv * server_metrics.size() + m] += server_metrics[m].read(sc);
       }

@@ -120,7 +120,7 @@ std::vector<std::string> PackLines(std::span<const std::string> lines, size_t ma
 }
 
 std::vector<std::string> StatsdLines(const Snapshot& prev, const Snapshot& cur,
-                                     std::span<const std::string> server_hosts,
+                                     std::span<const PublishedServer> servers,
                                      const StatsdOptions& options) {
   std::vector<std::string> lines;
   std::vector<std::string> timings;  // sent after every counter and gauge: they are the bulk
@@ -150,9 +150,10 @@ std::vector<std::string> StatsdLines(const Snapshot& prev, const Snapshot& cur,
   }
   const auto server_metrics = ServerMetrics();
   const auto server_histograms = ServerHistogramMetrics();
-  for (uint32_t s = 0; s < cur.server_count && s < server_hosts.size(); ++s) {
+  for (const PublishedServer& server : servers) {
+    const uint32_t s = server.id;
     std::vector<Tag> server_tags = base_tags;
-    server_tags.emplace_back("addr", server_hosts[s]);
+    server_tags.emplace_back("addr", server.host);
     server_tags.emplace_back("transport", "tcp");
     for (size_t m = 0; m < server_metrics.size(); ++m) {
       const ServerMetric& metric = server_metrics[m];

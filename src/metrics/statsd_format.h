@@ -49,10 +49,11 @@ std::string FormatLine(config::StatsdTagFormat format, absl::string_view name,
 std::vector<std::string> PackLines(std::span<const std::string> lines,
                                    size_t max_bytes = kMaxDatagramBytes);
 
-// Every line for the interval prev -> cur. `server_hosts[i]` is server i's address tag value
-// (the IP, as the original sent it).
+// Every line for the interval prev -> cur. Per-upstream lines for exactly `servers`, tagged
+// addr=<its host>, deltas taken per metrics id (a server added since prev counts from zero; one
+// added back continues from its last value).
 std::vector<std::string> StatsdLines(const Snapshot& prev, const Snapshot& cur,
-                                     std::span<const std::string> server_hosts,
+                                     std::span<const PublishedServer> servers,
                                      const StatsdOptions& options);
 
 }  // namespace dotproxy::metrics

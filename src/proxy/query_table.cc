@@ -280,7 +280,7 @@ void QueryTable::OnTimer(core::Timer* timer) {
     if (may_retry) {
       ++counters_.upstream_retries;
       ++counters_.hedged_retries;
-      ++counters_.upstream.server(slot.last_server).retries;
+      pool_->CountRetry(slot.last_server);
       if (verdict != upstream::ConnectionPool::TimeoutVerdict::kRecycled) {
         Forward(index, slot.last_server);
       }
@@ -377,7 +377,7 @@ void QueryTable::OnLostAttemptsDone(uint32_t index) {
   if (slot.attempts <= config_.upstream.max_connection_retries &&
       reactor_.now_ms() < slot.deadline_ms) {
     ++counters_.upstream_retries;
-    ++counters_.upstream.server(slot.last_server).retries;
+    pool_->CountRetry(slot.last_server);
     Forward(index, slot.last_server);
   } else {
     ++counters_.servfail_retries;

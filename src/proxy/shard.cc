@@ -39,7 +39,21 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const config::Config& confi
   return shard;
 }
 
+void Shard::Reconfigure(std::shared_ptr<const config::Config> next) {
+  // Here, on the control thread, before the shard can see `next`: its servers' counter blocks
+  // exist (and the reporter may read them) before the pool counts into them.
+  ReserveServerBlocks(*next);
+  reactor_->Post([this, next = std::move(next)] { ApplyConfig(*next); });
+}
+
+void Shard::ReserveServerBlocks(const config::Config& config) {
+  for (const config::ServerConfig& server : config.upstream.servers) {
+    counters_.upstream.Reserve(server.metrics_id);
+  }
+}
+
 absl::Status Shard::Init() {
+  ReserveServerBlocks(config_);  // nobody else sees the shard yet
   ASSIGN_OR_RETURN(reactor_, core::Reactor::Create());
   reactor_->set_busy_poll_ns(absl::ToInt64Nanoseconds(config_.server.busy_poll));
   ASSIGN_OR_RETURN(base::PrefixSet allow, base::PrefixSet::Create(config_.listener.allow));

@@ -50,10 +50,9 @@ class Shard {
   }
   // Thread-safe: switches the shard to `next` at a loop boundary (reload). Upstream servers whose
   // address, name and TLS settings are unchanged keep their connections and health; listener
-  // address changes bind the new addresses and close the removed ones.
-  void Reconfigure(std::shared_ptr<const config::Config> next) {
-    reactor_->Post([this, next = std::move(next)] { ApplyConfig(*next); });
-  }
+  // address changes bind the new addresses and close the removed ones. Called by one thread
+  // (the control thread), which first allocates the counter blocks of `next`'s metrics ids.
+  void Reconfigure(std::shared_ptr<const config::Config> next);
   // Thread-safe: runs `task` on the shard's thread at a loop boundary (control plane only).
   void Post(std::function<void()> task) { reactor_->Post(std::move(task)); }
   // Loop iterations so far (read by the control thread for the watchdog).
@@ -72,6 +71,8 @@ class Shard {
   enum class DrainState : uint8_t { kRunning, kAnswering, kFlushing, kClosing };
   void StartDrain(int64_t grace_ms);
   void ApplyConfig(const config::Config& next);
+  // Allocates the per-server counter blocks of `config`'s servers that do not exist yet.
+  void ReserveServerBlocks(const config::Config& config);
   void OnDrainTimer(core::Timer* timer);
 
   // The shard's own copy: every component refers to it, and a reload assigns it in place.

@@ -70,7 +70,7 @@ uint32_t ConnectionPool::OnCapClose(const Connection& c, Cause cause, int64_t no
   const uint32_t server = c.server();
   Server& s = servers_[server];
   ++counters_.cap_closed;
-  ++counters_.server(server).cap_closed;
+  ++CountersOf(server).cap_closed;
   const bool is_repeated = s.last_cap_close_ms >= 0 && now_ms - s.last_cap_close_ms < kCapWindowMs;
   s.cap_streak = is_repeated ? s.cap_streak + 1 : 1;
   s.last_cap_close_ms = now_ms;
@@ -92,7 +92,7 @@ uint32_t ConnectionPool::OnCapClose(const Connection& c, Cause cause, int64_t no
                               : kRegrowBaseMs;
     s.is_regrowing = false;
     s.target_connections = target;
-    counters_.server(server).target_connections.Set(target);
+    CountersOf(server).target_connections.Set(target);
     if (!s.has_logged_cap) {
       s.has_logged_cap = true;
       LOG(kWarn,
@@ -142,7 +142,7 @@ void ConnectionPool::OnRegrowTimer(core::Timer* timer) {
   }
   // One more connection on trial: a cap close of it lowers the target again and doubles the wait.
   ++s.target_connections;
-  counters_.server(server).target_connections.Set(s.target_connections);
+  CountersOf(server).target_connections.Set(s.target_connections);
   s.is_regrowing = true;
   LOG(kDebug, "upstream %s: shard %u tries %u connection(s)", s.config->addr_text, shard_id_,
       s.target_connections);
@@ -162,7 +162,7 @@ void ConnectionPool::ResetTarget(uint32_t server) {
   s.cap_streak = 0;
   s.last_cap_close_ms = -1;
   s.is_regrowing = false;
-  counters_.server(server).target_connections.Set(s.target_connections);
+  CountersOf(server).target_connections.Set(s.target_connections);
 }
 
 }  // namespace dotproxy::upstream

@@ -81,14 +81,14 @@ void ConnectionPool::Connect(uint32_t conn) {
   if (!started.ok()) {
     LOG_EVERY_N_SEC(kError, 1, "upstream %s: %s", sc.addr_text, started.ToString());
     ++counters_.connect_failures;
-    ++counters_.server(c.server()).connect_errors;
+    ++CountersOf(c.server()).connect_errors;
     ++c.consecutive_failures;
     OnServerConnectFailure(c.server());
     ScheduleReconnect(conn, false);
     return;
   }
   ++counters_.connects;
-  ++counters_.server(c.server()).connects;
+  ++CountersOf(c.server()).connects;
   // The connect deadline is a timer-wheel entry like every other deadline; expiry cancels it.
   const int64_t timeout = Millis(sc.connect_timeout);
   if (timeout > 0) {
@@ -112,14 +112,14 @@ void ConnectionPool::OnConnectDone(const core::Operation& op, const io_uring_cqe
   }
   if (cqe.res < 0) {
     ++counters_.connect_failures;
-    ++counters_.server(c.server()).connect_errors;
+    ++CountersOf(c.server()).connect_errors;
     FailConnection(op.index, strerror(-cqe.res));
     return;
   }
   Server& server = servers_[c.server()];
   if (!c.StartTls(*server.tls)) {
     ++counters_.handshake_failures;
-    ++counters_.server(c.server()).connect_errors;
+    ++CountersOf(c.server()).connect_errors;
     FailConnection(op.index, "cannot create a TLS session");
     return;
   }
@@ -190,7 +190,7 @@ void ConnectionPool::DriveTls(Connection& c) {
     } else {
       // Verification failures end here: no query is ever written to this connection.
       ++counters_.handshake_failures;
-      ++counters_.server(c.server()).connect_errors;
+      ++CountersOf(c.server()).connect_errors;
       c.StartSend(reactor_);  // flush the alert, best effort
       FailConnection(c.index(), c.tls().error().c_str());
       return;
@@ -233,8 +233,8 @@ void ConnectionPool::OnReady(Connection& c) {
   c.MarkReady(now_ms);
   const bool is_resumed = c.tls().session_reused();
   ++(is_resumed ? counters_.handshakes_resumed : counters_.handshakes_full);
-  ++(is_resumed ? counters_.server(c.server()).handshakes_resumed
-               : counters_.server(c.server()).handshakes_full);
+  ++(is_resumed ? CountersOf(c.server()).handshakes_resumed
+               : CountersOf(c.server()).handshakes_full);
   CountTlsPath(c);
   const int64_t stale = Millis(server.config->stale_timeout);
   if (stale > 0) {
@@ -263,7 +263,7 @@ bool ConnectionPool::OnMessage(Connection& c, const uint8_t* msg, size_t len) {
       return false;  // answers nothing we sent: desynchronized
     }
     ++counters_.unknown_id;
-    ++counters_.server(c.server()).dropped_answers;
+    ++CountersOf(c.server()).dropped_answers;
     LOG_EVERY_N_SEC(kInfo, 1, "upstream %s: dropped a late response (its query is gone)",
                     servers_[c.server()].config->addr_text);
     return true;
@@ -273,15 +273,15 @@ bool ConnectionPool::OnMessage(Connection& c, const uint8_t* msg, size_t len) {
   // RFC 7766 §7: the owner matches ID and question; never hand a client someone else's answer.
   if (!owner_.OnResponse(slot, c.index(), dns::GetId(msg), msg, len, &sent_ns)) {
     ++counters_.mismatch;
-    ++counters_.server(c.server()).dropped_answers;
+    ++CountersOf(c.server()).dropped_answers;
     LOG_EVERY_N_SEC(kWarn, 1, "upstream %s: dropped a response whose question does not match",
                     servers_[c.server()].config->addr_text);
     return true;
   }
   c.last_used_ms = now_ms;
   c.has_answered = true;
-  ++counters_.server(c.server()).answers;
-  counters_.server(c.server()).latency_us.Record((reactor_.now_ns() - sent_ns) / 1000);
+  ++CountersOf(c.server()).answers;
+  CountersOf(c.server()).latency_us.Record((reactor_.now_ns() - sent_ns) / 1000);
   Server& server = servers_[c.server()];
   if (server.health.OnResponse(now_ms, (reactor_.now_ns() - sent_ns) / 1000)) {
     LOG(kInfo, "upstream %s: up again (answered a query)", server.config->addr_text);
@@ -307,7 +307,7 @@ void ConnectionPool::OnSendDone(const core::Operation& op, const io_uring_cqe& c
     return;
   }
   if (result == net::SendQueue::Result::kFailed) {
-    ++counters_.server(c.server()).write_errors;
+    ++CountersOf(c.server()).write_errors;
     FailConnection(op.index, cqe.res == 0 ? "send made no progress" : strerror(-cqe.res));
     return;
   }
@@ -354,8 +354,8 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
     ++counters_.closed;
   }
   if (was_ready) {
-    ++counters_.server(server_index).closed;
-    counters_.server(server_index).queries_per_connection.Record(c.queries_sent);
+    ++CountersOf(server_index).closed;
+    CountersOf(server_index).queries_per_connection.Record(c.queries_sent);
   }
   c.queries_sent = 0;
   // The queries on this connection lose their attempt here, and are re-sent elsewhere (or
@@ -508,12 +508,12 @@ void ConnectionPool::OnConnectionTimer(core::Timer* timer) {
       break;
     case Connection::State::kConnecting:
       ++counters_.connect_failures;
-      ++counters_.server(c.server()).connect_errors;
+      ++CountersOf(c.server()).connect_errors;
       FailConnection(conn, "connect timeout", SetUpTimeoutCause(c));
       break;
     case Connection::State::kHandshaking:
       ++counters_.handshake_failures;
-      ++counters_.server(c.server()).connect_errors;
+      ++CountersOf(c.server()).connect_errors;
       FailConnection(conn, "handshake timeout", SetUpTimeoutCause(c));
       break;
     case Connection::State::kReady: {
@@ -534,7 +534,7 @@ void ConnectionPool::OnConnectionTimer(core::Timer* timer) {
           // Close before the server does (Cloudflare: ~10 s), so the next query never meets a
           // dead socket; the replacement connects at once and resumes the TLS session.
           ++counters_.stale_closed;
-          ++counters_.server(c.server()).stale_closed;
+          ++CountersOf(c.server()).stale_closed;
           c.BeginGracefulClose();
           c.StartSend(reactor_);
           FailConnection(conn, "stale");

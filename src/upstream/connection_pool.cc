@@ -47,7 +47,6 @@ absl::Status ConnectionPool::Init() {
   plaintext_.resize(kPlaintextChunk);
   pick_ = PolicyFunction(config_.upstream.load_balancing_policy);
   servers_.resize(config_.upstream.servers.size());
-  counters_.InitServers(static_cast<uint32_t>(servers_.size()));
   views_.resize(servers_.size());
   has_pending_.resize(servers_.size());
   has_ready_.resize(servers_.size());
@@ -73,6 +72,11 @@ absl::Status ConnectionPool::InitServer(uint32_t s) {
   Server& server = servers_[s];
   server.config = &sc;
   server.identity = config::ServerIdentity(sc);
+  // A server added back by a reload continues its old counters; its gauges start afresh.
+  server.counters = &counters_.Block(sc.metrics_id);
+  server.counters->is_up.Set(1);
+  server.counters->inflight.Set(0);
+  server.counters->backlog.Set(0);
   HealthOptions health;
   health.backoff_initial_ms = Millis(config_.upstream.backoff_initial);
   health.backoff_max_ms = Millis(config_.upstream.backoff_max);
@@ -156,10 +160,11 @@ ConnectionPool::SendResult ConnectionPool::Send(uint32_t slot, std::span<const u
   // RFC 7858 §3.3 / RFC 7766 §6.2.1.1: pipeline; the rewritten ID tells the answers apart.
   const bool is_padded = c.QueueQuery(query, id, servers_[server].config->edns_padding);
   *attempt = {static_cast<uint32_t>(ci), id, server, is_padded};
-  ++servers_[server].outstanding;
-  views_[server].outstanding = servers_[server].outstanding;
-  counters_.server(server).inflight.Set(servers_[server].outstanding);
-  ++counters_.server(server).queries;
+  Server& chosen = servers_[server];
+  ++chosen.outstanding;
+  views_[server].outstanding = chosen.outstanding;
+  chosen.counters->inflight.Set(chosen.outstanding);
+  ++chosen.counters->queries;
   ++c.queries_sent;
   c.last_used_ms = now_ms;
   if (c.is_ready()) {
@@ -179,7 +184,7 @@ void ConnectionPool::Release(uint32_t conn, uint16_t id) {
   Server& server = servers_[c.server()];
   --server.outstanding;
   views_[c.server()].outstanding = server.outstanding;
-  counters_.server(c.server()).inflight.Set(server.outstanding);
+  server.counters->inflight.Set(server.outstanding);
   if (was_full) {
     RefreshServerViews();
   }
@@ -205,6 +210,7 @@ void ConnectionPool::Reconfigure() {
         old_to_new[o] = s;
         servers_[s] = std::move(old[o]);
         servers_[s].config = &sc;
+        servers_[s].counters = &counters_.Block(sc.metrics_id);  // same identity, same id
         servers_[s].probe_timer.owner = &servers_[s];
         break;
       }
@@ -221,6 +227,10 @@ void ConnectionPool::Reconfigure() {
   for (uint32_t o = 0; o < old.size(); ++o) {
     if (old_to_new[o] < 0) {
       LOG(kInfo, "upstream %s: removed by the reload", old[o].identity);
+      // Its series is no longer published; levels must not linger in the shard's sums.
+      old[o].counters->inflight.Set(0);
+      old[o].counters->backlog.Set(0);
+      old[o].counters->target_connections.Set(0);
       retired.insert(retired.end(), old[o].conns.begin(), old[o].conns.end());
       requeued.insert(requeued.end(), old[o].backlog.begin(), old[o].backlog.end());
     }
@@ -332,7 +342,7 @@ bool ConnectionPool::QueueOnBusyServer(uint32_t slot) {
     return false;
   }
   servers_[best].backlog.push_back(slot);
-  counters_.server(best).backlog.Set(servers_[best].backlog.size());
+  CountersOf(best).backlog.Set(servers_[best].backlog.size());
   return true;
 }
 
@@ -345,7 +355,7 @@ void ConnectionPool::DrainBacklogs() {
       backlog.pop_front();
       owner_.OnBacklogReady(slot);
     }
-    counters_.server(s).backlog.Set(backlog.size());
+    CountersOf(s).backlog.Set(backlog.size());
   }
 }
 
@@ -401,7 +411,7 @@ void ConnectionPool::RefreshServerViews() {
     views_[s].weight = servers_[s].config->weight;
     views_[s].ewma_latency_us = servers_[s].health.ewma_latency_us();
     views_[s].outstanding = servers_[s].outstanding;
-    counters_.server(s).is_up.Set(servers_[s].health.is_down() ? 0 : 1);
+    CountersOf(s).is_up.Set(servers_[s].health.is_down() ? 0 : 1);
     if (hub_ != nullptr) {
       PublishDirectory(s, ready, live);
     }
@@ -437,7 +447,7 @@ void ConnectionPool::OnServerConnectFailure(uint32_t server) {
   Server& s = servers_[server];
   const int64_t now_ms = reactor_.now_ms();
   if (s.health.OnConnectFailure(now_ms, balancer_.rng)) {
-    ++counters_.server(server).down_transitions;
+    ++CountersOf(server).down_transitions;
     LOG(kWarn, "upstream %s: down; next probe in %ld ms", s.config->addr_text,
         s.health.next_probe_ms() - now_ms);
     RefreshServerViews();
@@ -448,7 +458,7 @@ void ConnectionPool::OnServerConnectFailure(uint32_t server) {
 
 void ConnectionPool::OnServerDown(uint32_t server) {
   Server& s = servers_[server];
-  ++counters_.server(server).down_transitions;
+  ++CountersOf(server).down_transitions;
   LOG(kWarn, "upstream %s: down after repeated query timeouts; next probe in %ld ms",
       s.config->addr_text, s.health.next_probe_ms() - reactor_.now_ms());
   const std::vector<uint32_t> conns = s.conns;
@@ -501,7 +511,7 @@ void ConnectionPool::OnProbeTimer(core::Timer* timer) {
 }
 
 void ConnectionPool::CountTlsPath(const Connection& c) {
-  ServerCounters& counters = counters_.server(c.server());
+  ServerCounters& counters = CountersOf(c.server());
   const tls::TlsStream& tls = c.tls();
   if (tls.ktls_tx()) {
     ++counters.ktls_tx;

@@ -106,6 +106,9 @@ class ConnectionPool {
   TimeoutVerdict OnAttemptTimeout(uint32_t conn, bool may_recycle);
 
   size_t connection_count() const { return conns_.size(); }
+  // Counts a retry of an attempt that went to `server` (an index of the current config; another
+  // value counts nowhere that is published).
+  void CountRetry(int32_t server) { ++CountersOf(static_cast<uint32_t>(server)).retries; }
   // Reload: the shard's config changed in place. Servers whose address, name and TLS settings
   // are unchanged keep their connections, health and backlog; new servers connect; removed
   // servers' connections close (close_notify) and their queries are re-sent elsewhere.
@@ -120,6 +123,7 @@ class ConnectionPool {
   struct Server {
     const config::ServerConfig* config = nullptr;
     std::string identity;          // address, name and TLS settings: what a reload must match
+    ServerCounters* counters = nullptr;  // its block (by config->metrics_id), never moves
     std::unique_ptr<tls::ClientContext> tls;
     std::vector<uint32_t> conns;   // the pool: indices into conns_
     std::vector<uint32_t> spare;   // closed connections to reuse as replacements
@@ -149,6 +153,11 @@ class ConnectionPool {
   bool Flush();  // end of loop iteration: backlogs, then one write per dirty connection
 
   absl::Status InitServer(uint32_t server);
+  // The counter block of server index `server`; the unpublished spare for kNoServer (a
+  // connection whose server a reload removed).
+  ServerCounters& CountersOf(uint32_t server) {
+    return server < servers_.size() ? *servers_[server].counters : counters_.spare;
+  }
   // This shard's share of a server's connection_pool_size: server s's connections live on
   // shards s, s+1, ... (mod shards); 0 for the other shards (with a hub).
   uint32_t PoolShare(uint32_t server, const config::ServerConfig& sc) const;

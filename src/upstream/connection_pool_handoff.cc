@@ -124,7 +124,7 @@ int32_t ConnectionPool::ConnectLocally(uint32_t server) {
   if (parked >= 0) {
     ci = static_cast<uint32_t>(parked);
     s.target_connections = std::max<uint32_t>(s.target_connections, 1);
-    counters_.server(server).target_connections.Set(s.target_connections);
+    CountersOf(server).target_connections.Set(s.target_connections);
   } else {
     ci = SpareOrNewConnection(server);
     conns_[ci]->SetIdle();

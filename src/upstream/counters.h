@@ -2,13 +2,17 @@
 //
 // What one shard's upstream connections count, written only by the shard's thread and read by
 // the metrics reporter (base::Counter: relaxed, no lock). metrics::ShardCounters embeds this
-// block. Per-server values live in `servers` (one ServerCounters per upstream.servers entry,
-// allocated once when the pool starts, before the reporter may read them).
+// block. Per-server values live in one ServerCounters per metrics id (ServerConfig::metrics_id:
+// one per distinct server ever configured, never reused). Blocks are allocated by the control
+// thread (Reserve, before the config naming them reaches the shard; at start-up by the shard's
+// creator before anyone else sees it), published with a release store, read with acquire, and
+// freed only with the shard: the reporter may read them while a reload goes on, without a lock.
 #ifndef DOTPROXY_UPSTREAM_COUNTERS_H_
 #define DOTPROXY_UPSTREAM_COUNTERS_H_
 
+#include <array>
+#include <atomic>
 #include <cstdint>
-#include <memory>
 
 #include "absl/base/optimization.h"
 #include "base/counter.h"
@@ -61,20 +65,40 @@ struct UpstreamCounters {
   Counter handshake_failures;
   Counter closed;                             // connections lost (EOF, reset, error)
   Counter stale_closed;                       // closed by us after stale_timeout
-  std::unique_ptr<ServerCounters[]> servers;  // [server_count], by upstream.servers index
-  uint32_t server_count = 0;
+  // Server blocks: a directory of chunks of block pointers, so that no pointer the reporter or
+  // a pool holds ever moves. 64 Ki ids; a server past that (after 65,536 distinct servers in
+  // one process) counts into `spare`.
+  static constexpr uint32_t kIdsPerChunk = 64;
+  static constexpr uint32_t kChunks = 1024;
+  static constexpr uint32_t kMaxServerIds = kIdsPerChunk * kChunks;
 
-  // Called once, by the shard's pool before it serves queries. One more block than servers: a
-  // server a reload added (index >= server_count), or a connection whose server a reload
-  // removed, counts into that spare block, which the reporter does not publish.
-  void InitServers(uint32_t count) {
-    servers = std::make_unique<ServerCounters[]>(count + 1);
-    server_count = count;
-    for (uint32_t s = 0; s < count; ++s) {
-      servers[s].is_up.Set(1);
-    }
-  }
-  ServerCounters& server(uint32_t s) { return servers[s < server_count ? s : server_count]; }
+  UpstreamCounters() = default;
+  UpstreamCounters(const UpstreamCounters&) = delete;
+  UpstreamCounters& operator=(const UpstreamCounters&) = delete;
+  ~UpstreamCounters();
+
+  // One thread at a time (the control thread; at start-up the shard's creator): allocates the
+  // block of `id` if it has none yet. A new block starts at zero with is_up = 1.
+  void Reserve(uint32_t id);
+  // Any thread: the block of `id`, or null when it was never reserved.
+  const ServerCounters* Find(uint32_t id) const;
+  // The shard's thread, resolving a server's block once (at start-up and reload): the block of
+  // `id`, or `spare` when it has none.
+  ServerCounters& Block(uint32_t id);
+  // Any thread: one more than the largest id reserved so far (0: none).
+  uint32_t id_limit() const { return id_limit_.load(std::memory_order_acquire); }
+
+  // Never published: connections whose server a reload removed count here.
+  ServerCounters spare;
+
+ private:
+  ServerCounters* Lookup(uint32_t id) const;
+
+  struct Chunk {
+    std::array<std::atomic<ServerCounters*>, kIdsPerChunk> blocks{};
+  };
+  std::array<std::atomic<Chunk*>, kChunks> chunks_{};
+  std::atomic<uint32_t> id_limit_{0};
 };
 
 }  // namespace dotproxy::upstream

@@ -1,10 +1,12 @@
 """Metrics: statsd (a UDP listener standing in for the statsd server, and the other addr forms)
-and Prometheus (an HTTP GET of /metrics) against exactly counted traffic, and a proxy whose
-statsd consumer is absent still answering everything. Loopback only; every loop is bounded in
-count and time; throughput is printed as a sanity figure, never asserted on (bench/ measures)."""
+and Prometheus (an HTTP GET of /metrics) against exactly counted traffic, a proxy whose statsd
+consumer is absent still answering everything, and per-upstream series across a reload. Loopback
+only; every loop is bounded in count and time; throughput is printed as a sanity figure, never
+asserted on (bench/ measures)."""
 
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
@@ -16,7 +18,7 @@ import urllib.request
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
 import harness  # noqa: E402
-from dnsclient import free_port, scaled, udp_many, wait_until  # noqa: E402
+from dnsclient import free_port, scaled, to_yaml, udp_many, wait_until  # noqa: E402
 
 QUERIES = 1000
 BATCH = 100
@@ -121,11 +123,11 @@ def prom_value(text: str, series: str):
     return None
 
 
-def send_exactly(test, proxy, count: int):
+def send_exactly(test, proxy, count: int, prefix: str = "m"):
     """count UDP queries in batches of BATCH, each answered (asserted), bounded in time."""
     t0 = time.monotonic()
     for start in range(0, count, BATCH):
-        items = [(f"m{i}.metrics.test.", "A") for i in range(start, min(count, start + BATCH))]
+        items = [(f"{prefix}{i}.metrics.test.", "A") for i in range(start, min(count, start + BATCH))]
         results = udp_many(items, *proxy.udp_addr, timeout=scaled(10))
         missing = [q.question[0].name for q, r, _ in results if r is None]
         test.assertEqual(missing, [], "queries without an answer")
@@ -246,6 +248,54 @@ class MetricsTest(harness.ProxyTestCase):
             self.assertEqual(counter_sum(lines, "event.client.cx_read", "|#transport:udp,version:"),
                              n, kind)
 
+
+class MetricsReloadTest(harness.ProxyTestCase):
+    def test_upstream_series_follow_their_servers_across_a_reload(self):
+        """Servers [A, B], queries, then a SIGHUP reload to [B, C] (A removed, C added, B moved
+        to index 0), queries: on /metrics B's series holds exactly what B received (before and
+        after the reload), C's series exists with exactly C's queries, A's series is gone."""
+        a = self.up
+        b = self.start_upstream()
+        c = self.start_upstream()
+        prom_port = free_port()
+        cfg = self.make_config(servers=[self.server_entry(a), self.server_entry(b)], workers=2)
+        cfg["metrics"] = {"flush_interval": "100ms",
+                          "prometheus": {"addr": f"127.0.0.1:{prom_port}"}}
+
+        def series(text, up):
+            return prom_value(text, f'dotproxy_upstream_queries_total{{upstream="{up.addr}"}}')
+
+        def report(text, *ups):
+            return ", ".join(f"{up.addr}: /metrics {series(text, up)}, received "
+                             f"{up.snapshot()['queries_received']}" for up in ups)
+
+        def matches(text, *ups):
+            """Each server's series equals the queries that server received (all > 0)."""
+            return all(up.snapshot()["queries_received"] > 0 and
+                       series(text, up) == up.snapshot()["queries_received"] for up in ups)
+
+        with self.proxy(cfg) as p:
+            send_exactly(self, p, 40, prefix="before")
+            self.assertTrue(wait_until(lambda: matches(scrape(prom_port), a, b), scaled(5)),
+                            "before the reload: " + report(scrape(prom_port), a, b))
+            b_before = series(scrape(prom_port), b)
+            cfg["upstream"]["servers"] = [self.server_entry(b), self.server_entry(c)]
+            with open(p.config_path, "w") as f:
+                f.write(to_yaml(cfg))
+            p.send_signal(signal.SIGHUP)
+            self.assertTrue(wait_until(lambda: "removed " + a.addr in p.log(), scaled(5)),
+                            p.log_tail())
+            time.sleep(scaled(0.3))  # C's handshakes
+            send_exactly(self, p, 40, prefix="after")
+            wait_until(lambda: (lambda t: matches(t, b, c) and series(t, a) is None)(
+                scrape(prom_port)), scaled(5))
+            text = scrape(prom_port)
+        stale = [line for line in text.splitlines() if f'upstream="{a.addr}"' in line]
+        self.assertEqual(stale[:3], [], "the removed server's series must go; after the reload: "
+                         + report(text, a, b, c))
+        self.assertTrue(matches(text, b, c), "after the reload: " + report(text, a, b, c))
+        self.assertGreater(series(text, b), b_before, "B's series continues with new queries")
+        self.assertIn(f'dotproxy_upstream_up{{upstream="{c.addr}"}} 1', text)
 
 if __name__ == "__main__":
     unittest.main()

@@ -34,7 +34,7 @@ class ReporterTest : public ::testing::Test {
     config_.metrics.statsd.enabled = true;
     config_.metrics.statsd.targets =
         *config::ParseStatsdAddr("127.0.0.1:" + std::to_string(ntohs(sin.sin_port)));
-    block_.upstream.InitServers(1);
+    block_.upstream.Reserve(0);
   }
   // Everything received so far, datagrams concatenated.
   std::string Received() {
@@ -58,7 +58,7 @@ TEST_F(ReporterTest, FirstFlushIncludesCountsFromBeforeItsCreation) {
   auto reporter = Reporter::Create(config_, {&block_});
   ASSERT_TRUE(reporter.ok()) << reporter.status();
   ++block_.udp_queries;
-  ++block_.upstream.server(0).answers;
+  ++block_.upstream.Block(0).answers;
   (*reporter)->Flush();
   const std::string first = Received();
   EXPECT_THAT(first, HasSubstr("dotproxy.event.client.cx_read,transport=udp,version="));

@@ -89,18 +89,19 @@ TEST(StatsdFormatTest, PacksWholeLinesIntoDatagramsOfAtMost1432Bytes) {
 
 TEST(StatsdFormatTest, TimingsAreSampledAndCarryTheRate) {
   ShardCounters block;
-  block.upstream.InitServers(1);
+  block.upstream.Reserve(0);
   const ShardCounters* blocks[] = {&block};
-  const Snapshot prev = TakeSnapshot(blocks, 1, 0);
+  const Snapshot prev = TakeSnapshot(blocks, 0);
   for (int i = 0; i < 1000; ++i) {
     block.rtt_us.Record(100);
   }
-  const Snapshot cur = TakeSnapshot(blocks, 1, 1);
+  const Snapshot cur = TakeSnapshot(blocks, 1);
+  const PublishedServer kServer[] = {{0, "10.0.0.1:853", "10.0.0.1"}};
   StatsdOptions options;
   options.version = "v";
   options.sample_rate = 0.1;
   int timings = 0;
-  for (const std::string& line : StatsdLines(prev, cur, Names({"10.0.0.1"}), options)) {
+  for (const std::string& line : StatsdLines(prev, cur, kServer, options)) {
     if (line.find("latency.proxy.tx_rtt") != std::string::npos) {
       EXPECT_THAT(line, HasSubstr(":0.100|ms|@0.1")) << line;  // below 128 us, buckets are exact
       ++timings;
@@ -110,7 +111,7 @@ TEST(StatsdFormatTest, TimingsAreSampledAndCarryTheRate) {
   options.sample_rate = 1.0;
   options.max_timings = 50;  // too many for one flush: the rate drops and says so
   timings = 0;
-  for (const std::string& line : StatsdLines(prev, cur, Names({"10.0.0.1"}), options)) {
+  for (const std::string& line : StatsdLines(prev, cur, kServer, options)) {
     if (line.find("latency.proxy.tx_rtt") != std::string::npos) {
       EXPECT_THAT(line, HasSubstr("|@0.05")) << line;
       ++timings;
