@@ -91,6 +91,8 @@ class TlsStream {
   void EnableKtls(KtlsSocket* socket) { ktls_socket_ = socket; }
   bool ktls_tx() const { return ktls_tx_; }
   bool ktls_rx() const { return ktls_rx_; }
+  // The last kFailed of Read came from a TLS 1.3 KeyUpdate asking to re-key a kernel send side.
+  bool is_key_update_blocked() const { return key_update_blocked_; }
   // How many bytes OpenSSL asked for in its last read: a reader that wants no bytes beyond the
   // current record (so that RX can switch at a record boundary) receives that many.
   size_t read_hint() const { return read_hint_; }

@@ -38,13 +38,13 @@ absl::Status Connection::StartConnect(core::Reactor& reactor, const base::Socket
   return absl::OkStatus();
 }
 
-bool Connection::StartTls(tls::ClientContext& context) {
+bool Connection::StartTls(tls::ClientContext& context, bool allow_ktls) {
   DCHECK(state_ == State::kConnecting);
   tls_ = tls::TlsStream::Create(context, &output_.pending());
   if (tls_ == nullptr) {
     return false;
   }
-  is_ktls_enabled_ = context.is_ktls_enabled();
+  is_ktls_enabled_ = allow_ktls && context.is_ktls_enabled();
   is_ulp_set_ = false;
   ktls_error_ = 0;
   if (is_ktls_enabled_) {

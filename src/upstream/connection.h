@@ -114,7 +114,7 @@ class Connection final : private tls::KtlsSocket {
   void OnConnectCompleted() { is_connect_pending_ = false; }
   // kConnecting → kHandshaking: a client TLS session over the socket. False if OpenSSL cannot
   // make one.
-  bool StartTls(tls::ClientContext& context);
+  bool StartTls(tls::ClientContext& context, bool allow_ktls);
   // kTLS on this connection: which directions the kernel took, and the errno of the first
   // set-up call that failed (0: none did, or kTLS is not enabled for its server).
   bool is_ktls_enabled() const { return is_ktls_enabled_; }

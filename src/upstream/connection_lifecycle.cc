@@ -117,7 +117,7 @@ void ConnectionPool::OnConnectDone(const core::Operation& op, const io_uring_cqe
     return;
   }
   Server& server = servers_[c.server()];
-  if (!c.StartTls(*server.tls)) {
+  if (!c.StartTls(*server.tls, !server.is_ktls_rekeyed)) {
     ++counters_.handshake_failures;
     ++CountersOf(c.server()).connect_errors;
     FailConnection(op.index, "cannot create a TLS session");
@@ -205,6 +205,16 @@ void ConnectionPool::DriveTls(Connection& c) {
       FailConnection(c.index(), "close_notify from the server", Cause::kServerClosed);
       return;
     case Connection::ReadResult::kFailed:
+      if (c.tls().is_key_update_blocked()) {
+        Server& server = servers_[c.server()];
+        if (!server.is_ktls_rekeyed) {
+          server.is_ktls_rekeyed = true;
+          LOG(kWarn, "upstream %s: sends TLS 1.3 KeyUpdates, which kernel TLS cannot follow "
+              "here; its connections keep TLS in user space from now on", server.config->addr_text);
+        }
+        FailConnection(c.index(), c.tls().error().c_str(), Cause::kKtlsRekey);
+        return;
+      }
       FailConnection(c.index(), c.tls().error().c_str(), Cause::kServer);
       return;
     case Connection::ReadResult::kZeroLength:
@@ -332,6 +342,7 @@ void ConnectionPool::FailConnection(uint32_t conn, const char* reason, Cause cau
   // A healthy connection that lived a while and was closed (idle close by the server, our stale
   // close, a reset mid-query) is replaced at once; set-up failures and short lives back off.
   const bool is_failure = !is_graceful && !is_cap && cause != Cause::kLocalResource &&
+                          cause != Cause::kKtlsRekey &&
                           (!was_ready || now_ms - c.ready_since_ms < kMinHealthyLifetimeMs);
   // A connection that was carrying queries is replaced at once even if short-lived, so its
   // queries can be re-sent; only repeated short lives back off.

@@ -142,6 +142,10 @@ class ConnectionPool {
     bool is_regrowing = false;        // a connection above the lowered target is on trial
     bool has_logged_cap = false;      // the first lowering is logged at kWarn, later ones kDebug
     core::Timer regrow_timer;
+    // The server sent a TLS 1.3 KeyUpdate asking us to re-key, which OpenSSL 3.0 cannot do with
+    // the send side in the kernel: that connection was replaced, and the server's later ones
+    // keep TLS in user space (it would re-key them too).
+    bool is_ktls_rekeyed = false;
   };
 
   // Reactor handlers.
@@ -201,6 +205,7 @@ class ConnectionPool {
     kServerClosed,   // the server closed it cleanly: close_notify or EOF
     kStalled,        // connect or handshake timed out while other connections to it work
     kLocalResource,  // out of local resources (ENOBUFS, ENOMEM): not the server's fault
+    kKtlsRekey,      // a KeyUpdate kTLS cannot follow: replaced at once, nobody's failure
   };
   void FailConnection(uint32_t conn, const char* reason, Cause cause = Cause::kOurs);
   // Adaptive pool (adaptive_pool.cc). Whether ending `c` for `cause` looks like a connection cap:

@@ -176,11 +176,15 @@ class KtlsAvailableTest(KtlsTest):
         for version in ("1.2", "1.3"):
             with self.subTest(tls=version):
                 # Every 50th query on a connection closes it without an answer: the proxy re-sends
-                # those queries on a new (offloaded) connection.
+                # those queries on a new (offloaded) connection. A query that was pipelined on two
+                # closed connections gets SERVFAIL by design (issue 9's quarantine); how many that
+                # is depends on how far the fake lags behind (under TCG: up to a third), so the
+                # bound is on the connections that answered in turn, not on the SERVFAIL count.
                 up, p = self.run_on(version, expect_rx=version == "1.2", servfail_ok=True,
                                     upstream_knobs={"close_after_queries": 50, "close_mode": "fin"})
-                self.assertGreaterEqual(up.responses_sent, 200, self.upstream_snapshot(up))
-                self.assertGreaterEqual(up.closed_by_us, 1, self.upstream_snapshot(up))
+                self.assertGreaterEqual(up.closed_by_us, 3, self.upstream_snapshot(up))
+                self.assertGreaterEqual(up.responses_sent, 3 * 49, self.upstream_snapshot(up))
+                self.assertGreaterEqual(tls_paths(self.prom)["ktls_tx"], 4)
                 p.stop()
 
     def test_auto_offloads_too(self):
@@ -303,19 +307,18 @@ class KeyUpdateTest(KtlsTest):
 
     @unittest.skipUnless(kernel_has_ktls(), "no kTLS on this kernel: runs in tests/vm")
     def test_offloaded_send_side_replaces_the_connection_on_key_update(self):
-        # TLS 1.3 with TX in the kernel: OpenSSL 3.0 cannot re-key it, so the proxy replaces the
-        # connection and re-sends its queries there (issue 13). Never a wrong answer; SERVFAIL
-        # only for a query caught by two replacements in a row.
+        # TLS 1.3 with TX in the kernel: OpenSSL 3.0 cannot re-key it (issue 13), so the proxy
+        # replaces that connection, re-sends its queries (no quarantine: not their fault, not a
+        # server failure), and keeps the server's later connections in user space, where the
+        # next KeyUpdates are followed in place.
         p, up, problems = self.key_update_run("on")
-        wrong = [x for x in problems if x and x != "SERVFAIL"]
-        self.assertEqual(wrong[:5], [], f"{len(wrong)} wrong; {up.stats()}")
-        self.assertLessEqual(problems.count("SERVFAIL"), len(problems) // 20, up.stats())
-        stats = up.stats_after(len(problems) - problems.count("SERVFAIL"))
-        self.assertGreaterEqual(stats.get("key_updates", 0), 2, stats)
-        self.assertGreaterEqual(stats.get("handshakes", 0), 2, f"not replaced: {stats}")
-        self.assertGreaterEqual(tls_paths(self.prom)["ktls_tx"], 2)
-        self.assertIn("KeyUpdate", p.log())
-
+        self.assertEqual([x for x in problems if x][:5], [], f"{up.stats()}")
+        stats = up.stats_after(len(problems))
+        self.assertGreaterEqual(stats.get("key_updates", 0), 300 // self.EVERY - 1, stats)
+        self.assertEqual(stats.get("handshakes"), 2, f"one replacement, then user space: {stats}")
+        paths = tls_paths(self.prom)
+        self.assertEqual((paths["ktls_tx"], paths["user_space"]), (1, 1), paths)
+        self.assertEqual(p.log().count("which kernel TLS cannot follow"), 1, p.log()[-3000:])
 
 if __name__ == "__main__":
     unittest.main()
