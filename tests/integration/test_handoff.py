@@ -26,9 +26,11 @@ BIG_OPTION = 40000  # bytes of EDNS option per burst query: six fill a 256 KiB r
 
 def handoff_totals(log: str) -> dict:
     """Sums the per-shard handoff(...) counts of the shutdown log lines."""
-    totals = {"out": 0, "in": 0, "ring_full": 0, "late": 0}
-    for m in re.finditer(r"handoff\(out (\d+), in (\d+), ring_full (\d+), late (\d+)\)", log):
-        for key, value in zip(("out", "in", "ring_full", "late"), m.groups()):
+    keys = ("out", "in", "ring_full", "late", "declined")
+    totals = dict.fromkeys(keys, 0)
+    pattern = r"handoff\(out (\d+), in (\d+), ring_full (\d+), late (\d+), declined (\d+)\)"
+    for m in re.finditer(pattern, log):
+        for key, value in zip(keys, m.groups()):
             totals[key] += int(value)
     return totals
 
