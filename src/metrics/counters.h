@@ -37,7 +37,7 @@ struct ABSL_CACHELINE_ALIGNED ShardCounters {
   Counter truncated;  // UDP answers sent as TC=1
   Counter servfail_timeout;
   Counter servfail_no_upstream;
-  Counter servfail_retries;  // connection lost, retries exhausted
+  Counter servfail_retries;  // connection lost (or hand-off declined), retries exhausted
   Counter servfail_shutdown; // still unanswered when the shutdown grace ran out
   Counter client_gone;       // TCP client closed before its answer
   Counter upstream_retries;  // queries re-sent on another connection
