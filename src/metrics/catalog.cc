@@ -182,7 +182,7 @@ const ShardMetric kShardMetrics[] = {
      [](const C& c) { return c.handed_off.value(); },
      "Queries handed between shards: out (to a shard owning a connection), in (from another "
      "shard), ring_full (a hand-off found the ring full and waited), late (answer back after "
-     "the query was done)."},
+     "the query was done), declined (a handed-in query sent back: no usable connection)."},
     {"event.proxy.handoff",
      "dotproxy_handoffs_total",
      kCounter,
@@ -200,6 +200,12 @@ const ShardMetric kShardMetrics[] = {
      kCounter,
      {"kind", "late"},
      [](const C& c) { return c.handoff_late_answers.value(); },
+     nullptr},
+    {"event.proxy.handoff",
+     "dotproxy_handoffs_total",
+     kCounter,
+     {"kind", "declined"},
+     [](const C& c) { return c.handoff_declined.value(); },
      nullptr},
     {"event.proxy.answer_attempt",
      "dotproxy_answers_by_attempt_total",

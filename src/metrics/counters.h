@@ -37,7 +37,7 @@ struct ABSL_CACHELINE_ALIGNED ShardCounters {
   Counter truncated;  // UDP answers sent as TC=1
   Counter servfail_timeout;
   Counter servfail_no_upstream;
-  Counter servfail_retries;  // connection lost, retries exhausted
+  Counter servfail_retries;  // connection lost (or hand-off declined), retries exhausted
   Counter servfail_shutdown; // still unanswered when the shutdown grace ran out
   Counter client_gone;       // TCP client closed before its answer
   Counter upstream_retries;  // queries re-sent on another connection
@@ -46,6 +46,7 @@ struct ABSL_CACHELINE_ALIGNED ShardCounters {
   Counter handed_in;         // queries another shard handed to this one
   Counter handoff_ring_full;  // hand-offs that waited: the ring to that shard was full
   Counter handoff_late_answers;  // answers back from a hand-off whose query was already done
+  Counter handoff_declined;  // handed-in queries sent back unserved (no usable connection here)
   Counter udp_acl_dropped;  // UDP queries from sources outside listener.allow
   Counter tcp_acl_refused;  // TCP connections from outside listener.allow, closed
   Counter rate_limited_dropped;  // over listener.rate_limit, dropped (action drop)

@@ -5,7 +5,6 @@
 #include <type_traits>
 
 #include "base/log.h"
-#include "dns/header.h"
 #include "dns/message.h"
 
 namespace dotproxy::proxy {
@@ -34,7 +33,6 @@ HandoffRelay::HandoffRelay(core::Reactor& reactor, upstream::HandoffHub& hub, Qu
       failed_ops_(hub.shard_count()),
       needs_wake_(hub.shard_count(), false) {
   wake_list_.reserve(hub.shard_count());
-  scratch_.resize(dns::kMaxMessageSize + 2);
 }
 
 HandoffRelay::~HandoffRelay() { hub_.Unregister(shard_id_); }
@@ -98,10 +96,10 @@ bool HandoffRelay::TakeQuery(uint32_t from, std::span<const uint8_t> record) {
   const std::span<const uint8_t> query = record.subspan(sizeof(header));
   const int32_t slot = table_.AcquireHandedIn(this);
   if (slot < 0) {
-    // Our table is full: SERVFAIL at once, as for a query of our own (never lost).
-    ++counters_.servfail_no_upstream;
-    const size_t n = dns::BuildServfail(query.data(), header.info, scratch_.data(), scratch_.size());
-    return PushAnswer(from, {header.slot, header.generation}, scratch_.data(), n);
+    // Our table is full: declined at once (an empty answer), and the origin tries elsewhere
+    // within its retries (never lost).
+    ++counters_.handoff_declined;
+    return PushAnswer(from, {header.slot, header.generation}, query.data(), 0);
   }
   ++counters_.handed_in;
   QueryTable::Slot& s = table_.slot(slot);

@@ -16,7 +16,8 @@
 // the producer marks the destination; its end-of-iteration flush hook sends at most one
 // IORING_OP_MSG_RING per destination, none while the last one is still pending. A full ring
 // never loses a query: the origin keeps it queued and tries again, the owner keeps an answer
-// in its slot until there is room.
+// in its slot until there is room. An owner that cannot send a query (no usable connection, or
+// its table is full) answers with an empty message; the origin retries it as a lost attempt.
 #ifndef DOTPROXY_PROXY_HANDOFF_RELAY_H_
 #define DOTPROXY_PROXY_HANDOFF_RELAY_H_
 
@@ -48,7 +49,8 @@ class HandoffRelay final : public ClientSide {
   // ring is full; the slot is queued here and handed again (or sent locally) at a later flush.
   bool HandOff(uint32_t slot, uint32_t to, int32_t server);
 
-  // Owner: the answer (or SERVFAIL) for a query handed in; goes back to its shard.
+  // Owner: the answer (or SERVFAIL) for a query handed in; goes back to its shard. An empty one
+  // (len 0) declines the query: the origin sends it again elsewhere (QueryTable::Decline).
   void Deliver(uint32_t slot, const uint8_t* response, size_t len) override;
 
  private:
@@ -94,7 +96,6 @@ class HandoffRelay final : public ClientSide {
   std::deque<Waiting> waiting_;      // origin: queries whose ring was full
   std::deque<uint32_t> unanswered_;  // owner: slots whose answer found the ring full
   bool has_stalled_queries_ = false;  // owner: left queries in a ring (no room to answer)
-  std::vector<uint8_t> scratch_;      // SERVFAIL when the table is full
 };
 
 }  // namespace dotproxy::proxy

@@ -157,6 +157,10 @@ void QueryTable::Forward(uint32_t index, int exclude_server) {
       reactor_.timers().Schedule(&slot.timer, slot.deadline_ms);
       return;
     case upstream::ConnectionPool::SendResult::kNoServer:
+      if (slot.is_handed_in) {
+        Decline(index);
+        return;
+      }
       ++counters_.servfail_no_upstream;
       Fail(index);
       return;
@@ -229,6 +233,15 @@ void QueryTable::Fail(uint32_t index) {
   const size_t n = dns::BuildServfail(slot.query.data(), slot.info, scratch_.data(),
                                       scratch_.size());
   Deliver(index, scratch_.data(), n);
+}
+
+void QueryTable::Decline(uint32_t index) {
+  // A handed-in query this shard has no connection for (its connection to the chosen server was
+  // lost, the retry picked a server it does not own, or the server is down here): the shard
+  // that received it may reach a server through another owner or itself, within its own retries.
+  ++counters_.handoff_declined;
+  slots_[index].is_queued = false;
+  Deliver(index, scratch_.data(), 0);  // an empty answer: declined
 }
 
 void QueryTable::Deliver(uint32_t index, const uint8_t* response, size_t len) {
@@ -340,6 +353,18 @@ void QueryTable::OnHandoffAnswer(uint32_t index, uint32_t generation, uint32_t f
   }
   if (slot.generation != generation || slot.state != Slot::State::kWaiting || !is_waiting) {
     ++counters_.handoff_late_answers;  // answered or failed here meanwhile: discarded
+    return;
+  }
+  if (len == 0) {
+    // Declined: that shard could not send it. Like an attempt lost with its connection, it
+    // costs one of our retries, so a query cannot go back and forth until its deadline.
+    for (uint8_t i = 0; i < slot.live; ++i) {
+      if (slot.upstream_conn[i] == (kHandedOff | from)) {
+        RemoveAttempt(slot, i);
+        break;
+      }
+    }
+    OnLostAttemptsDone(index);
     return;
   }
   // The owning shard matched the question and took its padding out.

@@ -95,7 +95,8 @@ class QueryTable final : public upstream::QueryOwner {
   // or kTableFull.
   int32_t AcquireHandedIn(ClientSide* relay);
   // The answer (or SERVFAIL) for a query this shard handed to shard `from`: completes the slot
-  // when `generation` still matches and it still waits for that shard; else it is dropped.
+  // when `generation` still matches and it still waits for that shard; else it is dropped. An
+  // empty message: that shard declined the query; it is sent again if retries and time are left.
   void OnHandoffAnswer(uint32_t slot, uint32_t generation, uint32_t from, const uint8_t* msg,
                        size_t len);
   // Forwards the query the frontend filled in, or (answer != kForward) answers it locally with
@@ -124,6 +125,9 @@ class QueryTable final : public upstream::QueryOwner {
   void OnTimer(core::Timer* timer);
   void Complete(uint32_t slot, const uint8_t* response, size_t len);
   void Fail(uint32_t slot);
+  // A handed-in query no connection of this shard can take goes back to its shard (an empty
+  // answer), which sends it again elsewhere; never SERVFAIL for what another shard could send.
+  void Decline(uint32_t slot);
   // Cancels the timer and every attempt, and hands the answer to the client's frontend.
   void Deliver(uint32_t slot, const uint8_t* response, size_t len);
   void DetachAttempt(uint32_t slot, uint8_t attempt);

@@ -192,7 +192,7 @@ void Shard::LogCounters() const {
       "local resource errors %lu, backlog moved %lu) acl(udp %lu, tcp %lu) "
       "rate_limited(dropped %lu, refused %lu) local(notimp %lu, formerr %lu, badvers %lu) "
       "share_dropped %lu tcp(paused_output %lu, write_timeouts %lu) "
-      "handoff(out %lu, in %lu, ring_full %lu, late %lu) "
+      "handoff(out %lu, in %lu, ring_full %lu, late %lu, declined %lu) "
       "errors(udp_recv %lu, accept %lu)",
       shard_id_, c.udp_queries.value(), c.tcp_queries.value(), c.responses.value(),
       c.truncated.value(), c.servfail_timeout.value(), c.servfail_no_upstream.value(),
@@ -206,7 +206,7 @@ void Shard::LogCounters() const {
       c.local_notimp.value(), c.local_formerr.value(), c.local_badvers.value(),
       c.client_share_dropped.value(), c.tcp_paused_output.value(), c.tcp_write_timeouts.value(),
       c.handed_off.value(), c.handed_in.value(), c.handoff_ring_full.value(),
-      c.handoff_late_answers.value(),
+      c.handoff_late_answers.value(), c.handoff_declined.value(),
       c.udp_recv_errors.value(), c.tcp_accept_errors.value());
 }
 

@@ -350,7 +350,10 @@ void ConnectionPool::DrainBacklogs() {
   has_backlog_ = false;
   for (uint32_t s = 0; s < servers_.size(); ++s) {
     std::deque<uint32_t>& backlog = servers_[s].backlog;
-    while (!backlog.empty() && views_[s].is_usable) {
+    // Each query queued now gets one try: one that finds no connection yet is queued again
+    // (with nothing usable, a server being set up counts as usable), and draining until the
+    // backlog is empty would then never end. It is tried again at the next event.
+    for (size_t n = backlog.size(); n > 0 && !backlog.empty() && views_[s].is_usable; --n) {
       const uint32_t slot = backlog.front();
       backlog.pop_front();
       owner_.OnBacklogReady(slot);
