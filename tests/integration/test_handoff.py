@@ -185,15 +185,19 @@ class DeclineTest(harness.ProxyTestCase):
                     pass
         return responses
 
-    def run_scenario(self, failing: int, query_timeout: str) -> tuple:
+    def run_scenario(self, failing: int, query_timeout: float) -> tuple:
         """Starts A and B (answers 300 ms late), the proxy with 4 shards and pool 1 each, sends a
         batch, closes the connections of the first `failing` servers and refuses new ones, then
         sends two more batches. Returns (queries, {index: response}, proxy log)."""
         ups = [self.up, self.start_upstream()]
+        # Every time the scenario depends on stretches with the test's sleeps under emulation
+        # (tests/vm): answers are still due when the connection closes, and no attempt times out.
         for up in ups:
-            up.answer_delay_ms = 300  # answers are still due when the connection closes
-        servers = [self.server_entry(up, connection_pool_size=1) for up in ups]
-        cfg = self.make_config(workers=4, servers=servers, upstream={"query_timeout": query_timeout})
+            up.answer_delay_ms = int(scaled(0.3) * 1000)
+        servers = [self.server_entry(up, connection_pool_size=1,
+                                     read_timeout=f"{int(scaled(1.5) * 1000)}ms") for up in ups]
+        cfg = self.make_config(workers=4, servers=servers,
+                               upstream={"query_timeout": f"{int(scaled(query_timeout))}s"})
         sent = []
         with self.proxy(cfg) as p:
             started = dnsclient.wait_until(
@@ -216,7 +220,7 @@ class DeclineTest(harness.ProxyTestCase):
         return [q for _, q in sent], responses, p.log()
 
     def test_owner_without_connection_declines_and_origin_retries(self):
-        queries, responses, log = self.run_scenario(failing=1, query_timeout="8s")
+        queries, responses, log = self.run_scenario(failing=1, query_timeout=8)
         problems = [answer_problem(responses.get(i), str(q.question[0].name), "A", q.id)
                     for i, q in enumerate(queries)]
         problems = [x for x in problems if x]
@@ -235,7 +239,7 @@ class DeclineTest(harness.ProxyTestCase):
         and every query is answered (SERVFAIL, or its answer if it came first) well before
         query_timeout: a decline costs an attempt, so no query goes back and forth until its
         deadline. (This also caught a shard spinning in ConnectionPool::DrainBacklogs.)"""
-        queries, responses, log = self.run_scenario(failing=2, query_timeout="20s")
+        queries, responses, log = self.run_scenario(failing=2, query_timeout=20)
         missing = [str(q.question[0].name) for i, q in enumerate(queries) if i not in responses]
         self.assertEqual(missing[:5], [], f"{len(missing)} of {len(queries)} unanswered in 10 s")
         for i, q in enumerate(queries):
