@@ -190,10 +190,7 @@ class DeclineTest(harness.ProxyTestCase):
         batch, closes the connections of the first `failing` servers and refuses new ones, then
         sends two more batches. Returns (queries, {index: response}, proxy log)."""
         ups = [self.up, self.start_upstream()]
-        # Every time the scenario depends on stretches with the test's sleeps under emulation
-        # (tests/vm): answers are still due when the connection closes, and no attempt times out.
-        for up in ups:
-            up.answer_delay_ms = int(scaled(0.3) * 1000)
+        # No attempt times out before its delayed answer, however stretched.
         servers = [self.server_entry(up, connection_pool_size=1,
                                      read_timeout=f"{int(scaled(1.5) * 1000)}ms") for up in ups]
         cfg = self.make_config(workers=4, servers=servers,
@@ -204,6 +201,11 @@ class DeclineTest(harness.ProxyTestCase):
                 lambda: " ready: " in p.log()
                 and all(up.snapshot()["handshakes_completed"] >= 1 for up in ups), scaled(20))
             self.assertTrue(started, f"not started: {upstream_log(p.log())}")
+            # Answers are still due when the connection closes. Every time the scenario depends
+            # on stretches with the test's sleeps under emulation (tests/vm), and is set once the
+            # proxy is ready (its readiness probe waits for an answer a shorter time).
+            for up in ups:
+                up.answer_delay_ms = int(scaled(0.3) * 1000)
             try:
                 self.send_batch(p.udp_addr, "in-flight", sent)
                 time.sleep(scaled(0.15))
