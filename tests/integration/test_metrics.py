@@ -116,6 +116,17 @@ def scrape(port: int) -> str:
         return r.read().decode()
 
 
+def scrape_when_up(port: int, timeout: float) -> str | None:
+    """/metrics once the endpoint listens: the reporter, which serves it, starts after the
+    shards, so the first queries can be answered before it is up (seen under TSan)."""
+    def attempt():
+        try:
+            return scrape(port)
+        except OSError:  # urllib.error.URLError: connection refused
+            return None
+    return wait_until(attempt, timeout)
+
+
 def prom_value(text: str, series: str):
     for line in text.splitlines():
         if line.startswith(series + " "):
@@ -275,6 +286,7 @@ class MetricsReloadTest(harness.ProxyTestCase):
                        series(text, up) == up.snapshot()["queries_received"] for up in ups)
 
         with self.proxy(cfg) as p:
+            self.assertIsNotNone(scrape_when_up(prom_port, scaled(10)), "no /metrics endpoint")
             send_exactly(self, p, 40, prefix="before")
             self.assertTrue(wait_until(lambda: matches(scrape(prom_port), a, b), scaled(5)),
                             "before the reload: " + report(scrape(prom_port), a, b))
