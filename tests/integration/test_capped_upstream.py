@@ -34,6 +34,9 @@ def metric(text: str, name: str) -> float:
     return total
 
 
+REGROW_FIRST_S = 10.0  # adaptive_pool.cc kRegrowBaseMs
+
+
 class CappedUpstreamTest(harness.ProxyTestCase):
     def capped_config(self, workers: int, pool: int, prom_port: int) -> dict:
         cfg = self.make_config(workers=workers, server={"connection_pool_size": pool},
@@ -148,13 +151,21 @@ class CappedUpstreamTest(harness.ProxyTestCase):
         never down, the stalled shards hand their queries over and the reconnects stay bounded."""
         self.up.max_connections = 2
         self.up.cap_mode = "stall"
+        started = time.monotonic()
         text = self.two_halves_of_load(rounds=8, max_new_in_second_half=2)
+        elapsed = time.monotonic() - started
         self.assertGreater(self.up.snapshot()["capped"], 0,
                            f"no connection stalled: {self.upstream_snapshot()}")
         self.assertEqual(metric(text, "dotproxy_upstream_down_transitions_total"), 0, text)
         self.assertGreater(metric(text, "dotproxy_upstream_capped_closes_total"), 0,
                            f"the stalls were not taken for a cap:\n{text}")
-        self.assertEqual(metric(text, "dotproxy_upstream_target_connections"), 2, text)
+        target = metric(text, "dotproxy_upstream_target_connections")
+        if elapsed < REGROW_FIRST_S:
+            self.assertEqual(target, 2, text)
+        else:
+            # A slow run (tests/vm under TCG) outlasts the adaptive pool's first regrow wait
+            # (10 s, not scaled): a capped shard may be trying one connection again when scraped.
+            self.assertTrue(2 <= target <= 4, f"target {target} after {elapsed:.0f} s:\n{text}")
 
 
 if __name__ == "__main__":
